@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("ferry: the daemon is not built yet (issue #3)")
+}

@@ -1,0 +1,500 @@
+//! A stream: one log (file or memory) owned by a lock, a syncer thread that turns written records
+//! into durable ones (group commit), and a watch channel that publishes the durable end so that
+//! appenders waiting for their ack and readers waiting for data wake without polling.
+//!
+//! Readers only ever see durable records: a sequence number a reader has seen can never be
+//! handed out again after a crash.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::definition::{Persistence, StrategyOnFull, StreamDefinition};
+use crate::error::{Error, Result};
+use crate::log::{DamageStats, FileLog};
+use crate::memory::MemoryLog;
+use crate::record::{NewRecord, Record};
+use crate::segment::SEGMENT_HEADER_LEN;
+use crate::storage::FileSystem;
+use crate::sync::{block_on, syncer_loop, SyncFlags};
+
+/// Milliseconds since the Unix epoch; injectable so retention can be tested without waiting.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Persists the sequence-number floor of a memory stream (its data dies with the process, its
+/// numbering must not restart).
+pub type SeqReserver = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
+
+/// Memory streams reserve sequence numbers in blocks, so the catalog is written once per block.
+const SEQ_RESERVATION_BLOCK: u64 = 1 << 20;
+
+pub(crate) enum Log {
+    File(FileLog),
+    Memory(MemoryLog),
+}
+
+impl Log {
+    pub(crate) fn first_seq(&self) -> u64 {
+        match self {
+            Log::File(l) => l.first_seq(),
+            Log::Memory(l) => l.first_seq(),
+        }
+    }
+    pub(crate) fn next_seq(&self) -> u64 {
+        match self {
+            Log::File(l) => l.next_seq(),
+            Log::Memory(l) => l.next_seq(),
+        }
+    }
+    fn total_bytes(&self) -> u64 {
+        match self {
+            Log::File(l) => l.total_bytes(),
+            Log::Memory(l) => l.total_bytes(),
+        }
+    }
+}
+
+/// Counters of what happened to a stream's records since it was opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCounters {
+    pub appended_records: u64,
+    pub appended_bytes: u64,
+    pub rejected_full_records: u64,
+    pub dropped_by_size_records: u64,
+    pub dropped_by_ttl_records: u64,
+    pub damage: DamageStats,
+}
+
+/// A stream's definition and the state of its storage.
+#[derive(Debug, Clone)]
+pub struct StreamDescription {
+    pub definition: StreamDefinition,
+    pub first_sequence_number: u64,
+    /// `None` while the stream holds no record.
+    pub last_sequence_number: Option<u64>,
+    pub next_sequence_number: u64,
+    pub total_bytes: u64,
+    pub records: u64,
+    pub oldest_record_timestamp_ms: Option<i64>,
+    pub segments: usize,
+    pub counters: StreamCounters,
+}
+
+pub(crate) struct State {
+    pub(crate) def: StreamDefinition,
+    pub(crate) log: Log,
+    pub(crate) deleted: bool,
+    pub(crate) failed: Option<String>,
+    reserved_until: u64,
+    pub(crate) counters: StreamCounters,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    pub(crate) durable_end: u64,
+    pub(crate) failed: Option<Arc<str>>,
+    pub(crate) closed: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) state: Mutex<State>,
+    pub(crate) progress: watch::Sender<Progress>,
+    pub(crate) sync_flags: Mutex<SyncFlags>,
+    pub(crate) sync_cv: Condvar,
+    pub(crate) sync_lock: Mutex<()>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+    clock: Clock,
+    reserver: Option<SeqReserver>,
+}
+
+/// A handle on one stream; cheap to clone.
+#[derive(Clone)]
+pub struct Stream(pub(crate) Arc<Inner>);
+
+/// An append written to the stream but perhaps not yet durable.
+#[must_use = "an append is acknowledged only once `durable` or `wait_blocking` returns"]
+pub struct PendingAppend {
+    range: Range<u64>,
+    name: String,
+    rx: watch::Receiver<Progress>,
+}
+
+impl PendingAppend {
+    pub fn sequence_numbers(&self) -> Range<u64> {
+        self.range.clone()
+    }
+
+    /// Resolves once every record of the append is durable.
+    pub async fn durable(mut self) -> Result<Range<u64>> {
+        let end = self.range.end;
+        let p = self
+            .rx
+            .wait_for(|p| p.durable_end >= end || p.failed.is_some() || p.closed)
+            .await
+            .map(|p| p.clone())
+            .unwrap_or_else(|_| Progress {
+                closed: true,
+                ..Default::default()
+            });
+        if p.durable_end >= end {
+            return Ok(self.range);
+        }
+        Err(Error::StorageFailed {
+            name: self.name,
+            reason: p.failed.map_or_else(|| "stream closed before the append was durable".into(), |f| f.to_string()),
+        })
+    }
+
+    /// Blocks the calling thread until every record of the append is durable.
+    pub fn wait_blocking(self) -> Result<Range<u64>> {
+        block_on(self.durable())
+    }
+}
+
+/// Parameters of a read.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub from: u64,
+    /// Wait until at least this many records from `from` exist (or `timeout` passes).
+    pub min_count: usize,
+    pub max_count: usize,
+    /// Stop before exceeding this many stored bytes; 0 means no byte limit. At least one record
+    /// is returned when one exists, whatever its size.
+    pub max_bytes: u64,
+    pub timeout: Duration,
+}
+
+impl ReadOptions {
+    pub fn from(from: u64) -> Self {
+        ReadOptions {
+            from,
+            min_count: 1,
+            max_count: 1000,
+            max_bytes: 0,
+            timeout: Duration::ZERO,
+        }
+    }
+}
+
+impl Stream {
+    pub(crate) fn open(
+        def: StreamDefinition,
+        dir: PathBuf,
+        fs: Arc<dyn FileSystem>,
+        clock: Clock,
+        memory_start_seq: u64,
+        reserver: Option<SeqReserver>,
+    ) -> Result<Stream> {
+        let log = match def.persistence {
+            Persistence::File => Log::File(FileLog::open(&def.name, &dir, fs, def.segment_size_bytes)?),
+            Persistence::Memory => Log::Memory(MemoryLog::new(memory_start_seq)),
+        };
+        let durable_end = log.next_seq();
+        let (progress, _) = watch::channel(Progress {
+            durable_end,
+            ..Default::default()
+        });
+        let is_file = matches!(log, Log::File(_));
+        let inner = Arc::new(Inner {
+            name: def.name.clone(),
+            state: Mutex::new(State {
+                def,
+                log,
+                deleted: false,
+                failed: None,
+                reserved_until: memory_start_seq,
+                counters: StreamCounters::default(),
+            }),
+            progress,
+            sync_flags: Mutex::new(SyncFlags::default()),
+            sync_cv: Condvar::new(),
+            sync_lock: Mutex::new(()),
+            syncer: Mutex::new(None),
+            clock,
+            reserver,
+        });
+        if is_file {
+            let for_thread = inner.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("ferry-sync-{}", inner.name.chars().take(10).collect::<String>()))
+                .spawn(move || syncer_loop(&for_thread))
+                .map_err(|e| Error::io(&dir, e))?;
+            *lock(&inner.syncer) = Some(handle);
+        }
+        Ok(Stream(inner))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.0.state)
+    }
+
+    /// Appends a batch and waits until it is durable. Returns the records' sequence numbers.
+    pub async fn append(&self, records: Vec<NewRecord>) -> Result<Range<u64>> {
+        if self.state().def.flush_on_write {
+            // The append fsyncs inline; keep that off the async worker threads.
+            let this = self.clone();
+            return tokio::task::spawn_blocking(move || this.append_nowait(&records)?.wait_blocking())
+                .await
+                .map_err(|e| Error::StorageFailed {
+                    name: self.0.name.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        self.append_nowait(&records)?.durable().await
+    }
+
+    /// Writes a batch (all or nothing) and returns at once; the returned handle resolves when the
+    /// batch is durable. Errors here mean nothing of the batch was stored.
+    pub fn append_nowait(&self, records: &[NewRecord]) -> Result<PendingAppend> {
+        if records.is_empty() {
+            return Err(Error::InvalidRecord("an append needs at least one record".into()));
+        }
+        for r in records {
+            r.check_encodable().map_err(Error::InvalidRecord)?;
+        }
+        let batch_len: u64 = records.iter().map(NewRecord::stored_len).sum();
+        let mut st = self.state();
+        if st.deleted {
+            return Err(Error::StreamDeleted(self.0.name.clone()));
+        }
+        if let Some(reason) = &st.failed {
+            return Err(Error::StorageFailed {
+                name: self.0.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let overhead = if matches!(st.log, Log::File(_)) { SEGMENT_HEADER_LEN } else { 0 };
+        if batch_len + overhead > st.def.max_size_bytes {
+            return Err(Error::RecordTooLarge {
+                size: batch_len,
+                limit: st.def.max_size_bytes - overhead,
+                what: "the stream's max_size_bytes",
+            });
+        }
+        self.make_room(&mut st, batch_len + overhead, records.len() as u64)?;
+        let now = (self.0.clock)();
+        let (first, _) = match &mut st.log {
+            Log::File(l) => l.append(records, now)?,
+            Log::Memory(l) => {
+                let need = l.next_seq() + records.len() as u64;
+                if need > st.reserved_until {
+                    if let Some(reserve) = &self.0.reserver {
+                        reserve(need + SEQ_RESERVATION_BLOCK)?;
+                    }
+                    st.reserved_until = need + SEQ_RESERVATION_BLOCK;
+                }
+                let Log::Memory(l) = &mut st.log else { unreachable!() };
+                l.append(records, now)
+            }
+        };
+        st.counters.appended_records += records.len() as u64;
+        st.counters.appended_bytes += batch_len;
+        let range = first..first + records.len() as u64;
+        let flush_inline = st.def.flush_on_write;
+        let pending = PendingAppend {
+            range: range.clone(),
+            name: self.0.name.clone(),
+            rx: self.0.progress.subscribe(),
+        };
+        match &mut st.log {
+            Log::Memory(_) => {
+                drop(st);
+                self.publish_durable(range.end);
+            }
+            Log::File(_) if flush_inline => {
+                drop(st);
+                crate::sync::sync_round(&self.0);
+            }
+            Log::File(_) => {
+                drop(st);
+                crate::sync::request_sync(&self.0);
+            }
+        }
+        Ok(pending)
+    }
+
+    fn make_room(&self, st: &mut State, needed: u64, count: u64) -> Result<()> {
+        let max = st.def.max_size_bytes;
+        while st.log.total_bytes() + needed > max {
+            if st.def.strategy_on_full == StrategyOnFull::RejectNewData {
+                st.counters.rejected_full_records += count;
+                return Err(Error::StreamFull {
+                    name: self.0.name.clone(),
+                    bytes: st.log.total_bytes(),
+                    max_size_bytes: max,
+                });
+            }
+            let dropped = match &mut st.log {
+                Log::File(l) => l.drop_oldest_segment()?,
+                Log::Memory(l) => l.drop_oldest().then_some(1),
+            };
+            match dropped {
+                Some(n) => st.counters.dropped_by_size_records += n,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn publish_durable(&self, end: u64) {
+        self.0.progress.send_if_modified(|p| {
+            let advance = end > p.durable_end;
+            p.durable_end = p.durable_end.max(end);
+            advance
+        });
+    }
+
+    /// Reads what is durable now, without waiting.
+    pub fn read_now(&self, from: u64, max_count: usize, max_bytes: u64) -> Result<Vec<Record>> {
+        let end = self.0.progress.borrow().durable_end;
+        let mut st = self.state();
+        if st.deleted {
+            return Err(Error::StreamDeleted(self.0.name.clone()));
+        }
+        let oldest = st.log.first_seq();
+        if from < oldest {
+            return Err(Error::SequenceTrimmed {
+                name: self.0.name.clone(),
+                requested: from,
+                oldest,
+            });
+        }
+        if from >= end || max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let st = &mut *st;
+        match &mut st.log {
+            Log::File(l) => {
+                let out = l.read(from, max_count, max_bytes, end);
+                st.counters.damage = l.damage;
+                out
+            }
+            Log::Memory(l) => Ok(l.read(from, max_count, max_bytes, end)),
+        }
+    }
+
+    /// Waits (without polling) until `min_count` records from `from` are durable or the timeout
+    /// passes, then reads.
+    pub async fn read(&self, opts: ReadOptions) -> Result<Vec<Record>> {
+        if opts.max_count == 0 || opts.min_count > opts.max_count {
+            return Err(Error::InvalidRead(format!(
+                "need 1 <= max_count and min_count <= max_count (got min {} max {})",
+                opts.min_count, opts.max_count
+            )));
+        }
+        // Fail fast on a trimmed position rather than after the wait.
+        self.read_now(opts.from, 0, 0)?;
+        let target = opts.from.saturating_add(opts.min_count as u64);
+        let mut rx = self.0.progress.subscribe();
+        if opts.min_count > 0 && !opts.timeout.is_zero() {
+            let wait = rx.wait_for(|p| p.durable_end >= target || p.closed);
+            let _ = tokio::time::timeout(opts.timeout, wait).await;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_now(opts.from, opts.max_count, opts.max_bytes))
+            .await
+            .map_err(|e| Error::InvalidRead(format!("read task failed: {e}")))?
+    }
+
+    /// Removes records older than the stream's time to live. Returns how many were removed.
+    pub fn enforce_ttl(&self) -> Result<u64> {
+        let mut st = self.state();
+        let Some(ttl) = st.def.time_to_live_ms else {
+            return Ok(0);
+        };
+        let cutoff = (self.0.clock)().saturating_sub(ttl as i64);
+        let mut removed = 0;
+        loop {
+            let n = match &mut st.log {
+                Log::File(l) => match l.oldest_segment_last_timestamp()? {
+                    Some(ts) if ts < cutoff => l.drop_oldest_segment()?.unwrap_or(0),
+                    _ => 0,
+                },
+                Log::Memory(l) => match l.oldest_timestamp() {
+                    Some(ts) if ts < cutoff => u64::from(l.drop_oldest()),
+                    _ => 0,
+                },
+            };
+            if n == 0 {
+                break;
+            }
+            removed += n;
+        }
+        st.counters.dropped_by_ttl_records += removed;
+        Ok(removed)
+    }
+
+    pub fn describe(&self) -> Result<StreamDescription> {
+        let durable_end = self.0.progress.borrow().durable_end;
+        let mut st = self.state();
+        let st = &mut *st;
+        let first = st.log.first_seq();
+        let (oldest, segments) = match &mut st.log {
+            Log::File(l) => {
+                let oldest = if first < durable_end { l.oldest_timestamp()? } else { None };
+                st.counters.damage = l.damage;
+                (oldest, l.segment_count())
+            }
+            Log::Memory(l) => (l.oldest_timestamp(), 0),
+        };
+        Ok(StreamDescription {
+            definition: st.def.clone(),
+            first_sequence_number: first,
+            last_sequence_number: (durable_end > first).then(|| durable_end - 1),
+            next_sequence_number: durable_end,
+            total_bytes: st.log.total_bytes(),
+            records: durable_end.saturating_sub(first),
+            oldest_record_timestamp_ms: oldest,
+            segments,
+            counters: st.counters,
+        })
+    }
+
+    /// Applies a new definition (limits, strategy, TTL, exports). The persistence cannot change.
+    pub(crate) fn update(&self, def: StreamDefinition) -> Result<()> {
+        let mut st = self.state();
+        if def.persistence != st.def.persistence {
+            return Err(Error::InvalidDefinition(format!(
+                "stream {:?}: persistence cannot change from {:?} to {:?}; create a new stream",
+                def.name, st.def.persistence, def.persistence
+            )));
+        }
+        if let Log::File(l) = &mut st.log {
+            l.segment_size_bytes = def.segment_size_bytes;
+        }
+        st.def = def;
+        if st.def.strategy_on_full == StrategyOnFull::OverwriteOldestData {
+            self.make_room(&mut st, 0, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written durable, stops the syncer and wakes every waiter.
+    pub fn close(&self) {
+        crate::sync::stop_syncer(&self.0);
+        if let Some(handle) = lock(&self.0.syncer).take() {
+            let _ = handle.join();
+        }
+        self.0.progress.send_modify(|p| p.closed = true);
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.state().deleted = true;
+        self.close();
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: the stream's state is
+/// updated so that every early return leaves it consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
