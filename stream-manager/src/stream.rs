@@ -66,6 +66,8 @@ pub struct StreamCounters {
     pub rejected_full_records: u64,
     pub dropped_by_size_records: u64,
     pub dropped_by_ttl_records: u64,
+    /// fsync rounds completed; with group commit, far fewer than appends under concurrency.
+    pub sync_rounds: u64,
     pub damage: DamageStats,
 }
 

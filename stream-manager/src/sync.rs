@@ -75,6 +75,7 @@ fn run_sync(inner: &Inner, fs: &dyn FileSystem, work: SyncWork) {
         .and_then(|_| work.dir.as_deref().map_or(Ok(()), |d| fs.sync_dir(d)));
     match result {
         Ok(()) => {
+            lock(&inner.state).counters.sync_rounds += 1;
             inner.progress.send_if_modified(|p| {
                 let advance = work.upto > p.durable_end;
                 p.durable_end = p.durable_end.max(work.upto);
