@@ -70,7 +70,9 @@ impl Catalog {
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     pub fn streams(&self) -> Result<Vec<StoredStream>> {
@@ -78,15 +80,21 @@ impl Catalog {
             .conn
             .prepare("SELECT id, name, definition, seq_floor FROM streams ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, name, json, floor) = row?;
-            let definition: StreamDefinition = serde_json::from_str(&json).map_err(|e| Error::CatalogCorrupt {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
+            let definition: StreamDefinition =
+                serde_json::from_str(&json).map_err(|e| Error::CatalogCorrupt {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
             out.push(StoredStream {
                 id,
                 definition,
@@ -97,7 +105,8 @@ impl Catalog {
     }
 
     pub fn insert_stream(&mut self, def: &StreamDefinition) -> Result<i64> {
-        let json = serde_json::to_string(def).map_err(|e| Error::InvalidDefinition(e.to_string()))?;
+        let json =
+            serde_json::to_string(def).map_err(|e| Error::InvalidDefinition(e.to_string()))?;
         let now = now_ms();
         match self.conn.execute(
             "INSERT INTO streams (name, definition, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)",
@@ -112,7 +121,8 @@ impl Catalog {
     }
 
     pub fn update_stream(&mut self, id: i64, def: &StreamDefinition) -> Result<()> {
-        let json = serde_json::to_string(def).map_err(|e| Error::InvalidDefinition(e.to_string()))?;
+        let json =
+            serde_json::to_string(def).map_err(|e| Error::InvalidDefinition(e.to_string()))?;
         self.conn.execute(
             "UPDATE streams SET definition = ?2, updated_at_ms = ?3 WHERE id = ?1",
             params![id, json, now_ms()],
@@ -122,7 +132,8 @@ impl Catalog {
 
     /// Deletes a stream and, by cascade, its export checkpoints.
     pub fn delete_stream(&mut self, id: i64) -> Result<()> {
-        self.conn.execute("DELETE FROM streams WHERE id = ?1", params![id])?;
+        self.conn
+            .execute("DELETE FROM streams WHERE id = ?1", params![id])?;
         Ok(())
     }
 
@@ -136,7 +147,12 @@ impl Catalog {
 
     /// Records that export `export_id` of stream `stream_id` has delivered everything before
     /// `next_sequence_number`.
-    pub fn set_checkpoint(&mut self, stream_id: i64, export_id: &str, next_sequence_number: u64) -> Result<()> {
+    pub fn set_checkpoint(
+        &mut self,
+        stream_id: i64,
+        export_id: &str,
+        next_sequence_number: u64,
+    ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO export_checkpoints (stream_id, export_id, next_sequence_number, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4)
@@ -210,7 +226,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
         let id = c.insert_stream(&StreamDefinition::new("a")).unwrap();
-        assert!(matches!(c.insert_stream(&StreamDefinition::new("a")), Err(Error::StreamExists(_))));
+        assert!(matches!(
+            c.insert_stream(&StreamDefinition::new("a")),
+            Err(Error::StreamExists(_))
+        ));
         c.set_checkpoint(id, "e", 1).unwrap();
         c.delete_stream(id).unwrap();
         assert_eq!(c.checkpoint(id, "e").unwrap(), None);
@@ -220,7 +239,11 @@ mod tests {
     fn a_catalog_from_a_newer_build_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");
-        Catalog::open(&path).unwrap().conn.pragma_update(None, "user_version", 99).unwrap();
+        Catalog::open(&path)
+            .unwrap()
+            .conn
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         let err = Catalog::open(&path).err().unwrap().to_string();
         assert!(err.contains("newer"), "{err}");
     }

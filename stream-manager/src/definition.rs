@@ -112,7 +112,12 @@ impl StreamDefinition {
 
     pub fn validate(&self) -> Result<()> {
         validate_stream_name(&self.name)?;
-        let bad = |msg: String| Err(Error::InvalidDefinition(format!("stream {:?}: {msg}", self.name)));
+        let bad = |msg: String| {
+            Err(Error::InvalidDefinition(format!(
+                "stream {:?}: {msg}",
+                self.name
+            )))
+        };
         if self.max_size_bytes < MIN_MAX_SIZE_BYTES {
             return bad(format!(
                 "max_size_bytes is {} but must be at least {MIN_MAX_SIZE_BYTES}",
@@ -199,7 +204,9 @@ mod tests {
     #[test]
     fn export_priorities_outside_one_to_ten_are_rejected() {
         let mut def = StreamDefinition::new("s");
-        def.exports.push(serde_json::from_str(r#"{"identifier":"e","kind":"http","priority":11}"#).unwrap());
+        def.exports.push(
+            serde_json::from_str(r#"{"identifier":"e","kind":"http","priority":11}"#).unwrap(),
+        );
         assert!(def.validate().unwrap_err().to_string().contains("priority"));
     }
 }

@@ -1,10 +1,10 @@
 //! A fault-injecting file system for tests: a FAKE, named as such, used only for faults a real
 //! disk on a test machine cannot be made to produce on demand — running out of space part-way
-//! through a write, and fsync failing.
+//! through a write, and fsync failing. It also counts the bytes read, to show what start-up reads.
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::storage::{FileSystem, LogFile, StdFs};
@@ -15,6 +15,7 @@ use crate::storage::{FileSystem, LogFile, StdFs};
 pub struct FaultInjectingFs {
     space_left: Arc<AtomicI64>,
     fail_sync: Arc<AtomicBool>,
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl Default for FaultInjectingFs {
@@ -22,6 +23,7 @@ impl Default for FaultInjectingFs {
         FaultInjectingFs {
             space_left: Arc::new(AtomicI64::new(i64::MAX)),
             fail_sync: Arc::new(AtomicBool::new(false)),
+            bytes_read: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -33,12 +35,17 @@ impl FaultInjectingFs {
     pub fn set_fail_sync(&self, fail: bool) {
         self.fail_sync.store(fail, Ordering::SeqCst);
     }
+    /// Bytes read through this file system so far (to show what start-up reads).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::SeqCst)
+    }
 }
 
 struct FaultyFile {
     inner: Arc<dyn LogFile>,
     space_left: Arc<AtomicI64>,
     fail_sync: Arc<AtomicBool>,
+    bytes_read: Arc<AtomicU64>,
 }
 
 fn enospc() -> io::Error {
@@ -47,7 +54,9 @@ fn enospc() -> io::Error {
 
 impl LogFile for FaultyFile {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, pos)
+        let n = self.inner.read_at(buf, pos)?;
+        self.bytes_read.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
         let want = buf.len() as i64;
@@ -69,8 +78,8 @@ impl LogFile for FaultyFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
     }
 }
 
@@ -83,6 +92,7 @@ impl FileSystem for FaultInjectingFs {
             inner: StdFs.open(path, create)?,
             space_left: self.space_left.clone(),
             fail_sync: self.fail_sync.clone(),
+            bytes_read: self.bytes_read.clone(),
         }))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {

@@ -83,7 +83,9 @@ impl SparseIndex {
 
     /// The last entry at or before `relative_seq`.
     pub fn floor(&self, relative_seq: u32) -> Option<IndexEntry> {
-        let i = self.entries.partition_point(|e| e.relative_seq <= relative_seq);
+        let i = self
+            .entries
+            .partition_point(|e| e.relative_seq <= relative_seq);
         i.checked_sub(1).map(|i| self.entries[i])
     }
 

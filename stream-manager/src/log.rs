@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{SparseIndex, INDEX_MAGIC};
-use crate::record::{encode_frame, NewRecord, Record};
 use crate::reader::{read_segment, report_damage, scan_tail};
+use crate::record::{encode_frame, NewRecord, Record};
 use crate::segment::{
     index_file_name, parse_segment_file_name, segment_file_name, segment_header, FrameReader,
     Segment, Step, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
@@ -84,7 +84,7 @@ impl FileLog {
         for pair in bases.windows(2) {
             let path = dir.join(segment_file_name(pair[0]));
             let file = fs.open(&path, false).map_err(io_err(&path))?;
-            let len = file.len().map_err(io_err(&path))?;
+            let len = file.size().map_err(io_err(&path))?;
             total_bytes += len;
             sealed.insert(pair[0], new_segment(pair[0], pair[1], len, file, None));
         }
@@ -125,7 +125,11 @@ impl FileLog {
     }
 
     pub fn first_seq(&self) -> u64 {
-        self.sealed.keys().next().copied().unwrap_or(self.active.base)
+        self.sealed
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.active.base)
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -208,7 +212,13 @@ impl FileLog {
             .set_len(0)
             .and_then(|_| idx_file.write_all_at(INDEX_MAGIC, 0))
             .map_err(io_err(&idx_path))?;
-        let fresh = new_segment(base, base, SEGMENT_HEADER_LEN, file, Some(SparseIndex::default()));
+        let fresh = new_segment(
+            base,
+            base,
+            SEGMENT_HEADER_LEN,
+            file,
+            Some(SparseIndex::default()),
+        );
         let old = std::mem::replace(&mut self.active, fresh);
         self.pending_sync.push(old.file.clone());
         self.sealed.insert(old.base, old);
@@ -251,7 +261,8 @@ impl FileLog {
             return Ok(self.active.last_timestamp_ms);
         };
         if seg.last_timestamp_ms.is_none() && !seg.is_empty() {
-            seg.last_timestamp_ms = scan_tail(&self.name, &*self.fs, &self.dir, seg, &mut self.damage)?;
+            seg.last_timestamp_ms =
+                scan_tail(&self.name, &*self.fs, &self.dir, seg, &mut self.damage)?;
         }
         Ok(seg.last_timestamp_ms)
     }
@@ -262,7 +273,10 @@ impl FileLog {
         if first >= self.next_seq() {
             return Ok(None);
         }
-        Ok(self.read(first, 1, 0, first + 1)?.first().map(|r| r.timestamp_ms))
+        Ok(self
+            .read(first, 1, 0, first + 1)?
+            .first()
+            .map(|r| r.timestamp_ms))
     }
 
     pub fn take_sync_work(&mut self) -> SyncWork {
@@ -281,7 +295,13 @@ impl FileLog {
 
     /// Reads records `>= from` and `< end`, at most `max_count` and about `max_bytes` (at least
     /// one record is returned if any exists, whatever its size). `max_bytes == 0` means no limit.
-    pub fn read(&mut self, from: u64, max_count: usize, max_bytes: u64, end: u64) -> Result<Vec<Record>> {
+    pub fn read(
+        &mut self,
+        from: u64,
+        max_count: usize,
+        max_bytes: u64,
+        end: u64,
+    ) -> Result<Vec<Record>> {
         let mut out = Vec::new();
         let mut bytes = 0u64;
         let mut next = from;
@@ -298,11 +318,22 @@ impl FileLog {
             let seg = if base == self.active.base {
                 &mut self.active
             } else {
-                self.sealed.get_mut(&base).ok_or_else(|| Error::InvalidRead("segment vanished".into()))?
+                self.sealed
+                    .get_mut(&base)
+                    .ok_or_else(|| Error::InvalidRead("segment vanished".into()))?
             };
             let done = read_segment(
-                &self.name, &*self.fs, &self.dir, seg, next.max(base), end, max_count, max_bytes,
-                &mut out, &mut bytes, &mut self.damage,
+                &self.name,
+                &*self.fs,
+                &self.dir,
+                seg,
+                next.max(base),
+                end,
+                max_count,
+                max_bytes,
+                &mut out,
+                &mut bytes,
+                &mut self.damage,
             )?;
             let seg_end = seg.end;
             if done || base == self.active.base {
@@ -314,7 +345,13 @@ impl FileLog {
     }
 }
 
-fn new_segment(base: u64, end: u64, len: u64, file: Arc<dyn LogFile>, index: Option<SparseIndex>) -> Segment {
+fn new_segment(
+    base: u64,
+    end: u64,
+    len: u64,
+    file: Arc<dyn LogFile>,
+    index: Option<SparseIndex>,
+) -> Segment {
     Segment {
         base,
         end,
@@ -330,7 +367,10 @@ fn new_segment(base: u64, end: u64, len: u64, file: Arc<dyn LogFile>, index: Opt
 fn create_segment_file(fs: &dyn FileSystem, dir: &Path, base: u64) -> Result<Arc<dyn LogFile>> {
     let path = dir.join(segment_file_name(base));
     let file = fs.open(&path, true).map_err(io_err(&path))?;
-    if let Err(e) = file.set_len(0).and_then(|_| file.write_all_at(&segment_header(base), 0)) {
+    if let Err(e) = file
+        .set_len(0)
+        .and_then(|_| file.write_all_at(&segment_header(base), 0))
+    {
         let _ = fs.remove_file(&path);
         return Err(Error::io(path, e));
     }
@@ -339,17 +379,24 @@ fn create_segment_file(fs: &dyn FileSystem, dir: &Path, base: u64) -> Result<Arc
 
 /// Scans the newest segment at start-up: rebuilds its index, skips damaged ranges and cuts a
 /// torn tail.
-fn recover_active(name: &str, fs: &dyn FileSystem, dir: &Path, base: u64, damage: &mut DamageStats) -> Result<(Segment, SparseIndex)> {
+fn recover_active(
+    name: &str,
+    fs: &dyn FileSystem,
+    dir: &Path,
+    base: u64,
+    damage: &mut DamageStats,
+) -> Result<(Segment, SparseIndex)> {
     let path = dir.join(segment_file_name(base));
     let file = fs.open(&path, false).map_err(io_err(&path))?;
-    let mut len = file.len().map_err(io_err(&path))?;
+    let mut len = file.size().map_err(io_err(&path))?;
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
     let n = file.read_full_at(&mut header, 0).map_err(io_err(&path))?;
     if n < header.len() || &header[..8] != SEGMENT_MAGIC || header[8..] != base.to_le_bytes() {
         // A segment created but never written (a crash during a roll), or a damaged header:
         // the header is rewritten; records after it are still recovered by their checksums.
         tracing::warn!(stream = name, path = %path.display(), "segment header missing or damaged; rewriting it");
-        file.write_all_at(&segment_header(base), 0).map_err(io_err(&path))?;
+        file.write_all_at(&segment_header(base), 0)
+            .map_err(io_err(&path))?;
         len = len.max(SEGMENT_HEADER_LEN);
     }
     let mut seg = new_segment(base, base, len, file.clone(), None);
@@ -368,7 +415,15 @@ fn recover_active(name: &str, fs: &dyn FileSystem, dir: &Path, base: u64, damage
             Step::End => break,
             Step::Frame { pos, .. } | Step::Damaged { pos, .. } => {
                 match reader.resync(seg.end, u64::MAX).map_err(io_err(&path))? {
-                    Some(next) => report_damage(name, dir, &mut seg, pos, next, "checksum or framing", damage),
+                    Some(next) => report_damage(
+                        name,
+                        dir,
+                        &mut seg,
+                        pos,
+                        next,
+                        "checksum or framing",
+                        damage,
+                    ),
                     None => break,
                 }
             }

@@ -94,20 +94,33 @@ impl StreamManager {
         let reserver: Option<SeqReserver> = match def.persistence {
             Persistence::Memory => {
                 let catalog = self.catalog.clone();
-                Some(Arc::new(move |floor| lock(&catalog).set_seq_floor(id, floor)))
+                Some(Arc::new(move |floor| {
+                    lock(&catalog).set_seq_floor(id, floor)
+                }))
             }
             Persistence::File => None,
         };
-        Stream::open(def, self.stream_dir(id), self.opts.fs.clone(), self.opts.clock.clone(), seq_floor, reserver)
+        Stream::open(
+            def,
+            self.stream_dir(id),
+            self.opts.fs.clone(),
+            self.opts.clock.clone(),
+            seq_floor,
+            reserver,
+        )
     }
 
     fn remove_orphans(&self, known: &HashMap<String, Entry>) -> Result<()> {
         let dir = self.data_dir.join("streams");
-        let ids: std::collections::HashSet<String> = known.values().map(|e| e.id.to_string()).collect();
+        let ids: std::collections::HashSet<String> =
+            known.values().map(|e| e.id.to_string()).collect();
         for name in self.opts.fs.list(&dir).map_err(|e| Error::io(&dir, e))? {
             if !ids.contains(&name) {
                 tracing::info!(dir = %dir.join(&name).display(), "removing files of a deleted stream");
-                self.opts.fs.remove_dir_all(&dir.join(&name)).map_err(|e| Error::io(dir.join(&name), e))?;
+                self.opts
+                    .fs
+                    .remove_dir_all(&dir.join(&name))
+                    .map_err(|e| Error::io(dir.join(&name), e))?;
             }
         }
         Ok(())
@@ -126,7 +139,13 @@ impl StreamManager {
         let id = lock(&self.catalog).insert_stream(&def)?;
         match self.open_stream(id, def.clone(), 0) {
             Ok(stream) => {
-                streams.insert(def.name, Entry { id, stream: stream.clone() });
+                streams.insert(
+                    def.name,
+                    Entry {
+                        id,
+                        stream: stream.clone(),
+                    },
+                );
                 Ok(stream)
             }
             Err(e) => {
@@ -154,7 +173,9 @@ impl StreamManager {
     pub fn update_stream(&self, def: StreamDefinition) -> Result<()> {
         def.validate()?;
         let streams = lock(&self.streams);
-        let entry = streams.get(&def.name).ok_or_else(|| Error::StreamNotFound(def.name.clone()))?;
+        let entry = streams
+            .get(&def.name)
+            .ok_or_else(|| Error::StreamNotFound(def.name.clone()))?;
         let old = entry.stream.state().def.clone();
         entry.stream.update(def.clone())?;
         if let Err(e) = lock(&self.catalog).update_stream(entry.id, &def) {
@@ -171,7 +192,10 @@ impl StreamManager {
         lock(&self.catalog).delete_stream(entry.id)?;
         entry.stream.mark_deleted();
         let dir = self.stream_dir(entry.id);
-        self.opts.fs.remove_dir_all(&dir).map_err(|e| Error::io(dir, e))
+        self.opts
+            .fs
+            .remove_dir_all(&dir)
+            .map_err(|e| Error::io(dir, e))
     }
 
     pub fn stream(&self, name: &str) -> Result<Stream> {
@@ -193,7 +217,11 @@ impl StreamManager {
     }
 
     /// Catalog access for the exporter's checkpoints; returns the stream's catalog id too.
-    pub fn with_catalog<T>(&self, name: &str, f: impl FnOnce(&mut Catalog, i64) -> Result<T>) -> Result<T> {
+    pub fn with_catalog<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Catalog, i64) -> Result<T>,
+    ) -> Result<T> {
         let id = lock(&self.streams)
             .get(name)
             .map(|e| e.id)
@@ -203,12 +231,17 @@ impl StreamManager {
 
     /// Applies every stream's time to live once. Returns the number of records removed.
     pub fn enforce_ttl(&self) -> u64 {
-        let streams: Vec<Stream> = lock(&self.streams).values().map(|e| e.stream.clone()).collect();
+        let streams: Vec<Stream> = lock(&self.streams)
+            .values()
+            .map(|e| e.stream.clone())
+            .collect();
         let mut removed = 0;
         for s in streams {
             match s.enforce_ttl() {
                 Ok(n) => removed += n,
-                Err(e) => tracing::warn!(stream = s.name(), error = %e, "time-to-live sweep failed"),
+                Err(e) => {
+                    tracing::warn!(stream = s.name(), error = %e, "time-to-live sweep failed")
+                }
             }
         }
         removed

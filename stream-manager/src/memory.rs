@@ -27,7 +27,9 @@ impl MemoryLog {
     }
 
     pub fn first_seq(&self) -> u64 {
-        self.records.front().map_or(self.next_seq, |r| r.sequence_number)
+        self.records
+            .front()
+            .map_or(self.next_seq, |r| r.sequence_number)
     }
 
     pub fn total_bytes(&self) -> u64 {

@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::index::SparseIndex;
 use crate::log::DamageStats;
 use crate::record::Record;
-use crate::segment::{index_file_name, segment_file_name, FrameReader, Segment, Step, SEGMENT_HEADER_LEN};
+use crate::segment::{
+    index_file_name, segment_file_name, FrameReader, Segment, Step, SEGMENT_HEADER_LEN,
+};
 use crate::storage::FileSystem;
 
 pub(crate) fn report_damage(
@@ -34,7 +36,13 @@ pub(crate) fn report_damage(
 }
 
 /// Loads a sealed segment's index file, or rebuilds it by scanning when it is missing or empty.
-fn ensure_index(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut Segment, damage: &mut DamageStats) -> Result<()> {
+fn ensure_index(
+    name: &str,
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seg: &mut Segment,
+    damage: &mut DamageStats,
+) -> Result<()> {
     if seg.index.is_some() {
         return Ok(());
     }
@@ -42,7 +50,7 @@ fn ensure_index(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut Segment, 
     let loaded = fs
         .open(&idx_path, false)
         .and_then(|f| {
-            let mut buf = vec![0u8; f.len()? as usize];
+            let mut buf = vec![0u8; f.size()? as usize];
             let n = f.read_full_at(&mut buf, 0)?;
             buf.truncate(n);
             Ok(SparseIndex::decode(&buf, seg.len))
@@ -55,7 +63,13 @@ fn ensure_index(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut Segment, 
     rebuild_index(name, fs, dir, seg, damage)
 }
 
-fn rebuild_index(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut Segment, damage: &mut DamageStats) -> Result<()> {
+fn rebuild_index(
+    name: &str,
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seg: &mut Segment,
+    damage: &mut DamageStats,
+) -> Result<()> {
     let path = dir.join(segment_file_name(seg.base));
     let io = |e| Error::io(&path, e);
     let mut index = SparseIndex::default();
@@ -64,18 +78,24 @@ fn rebuild_index(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut Segment,
     let mut next_min = seg.base;
     loop {
         match reader.next_step().map_err(io)? {
-            Step::Frame { pos, record, .. } if (next_min..seg.end).contains(&record.sequence_number) => {
+            Step::Frame { pos, record, .. }
+                if (next_min..seg.end).contains(&record.sequence_number) =>
+            {
                 index.observe((record.sequence_number - seg.base) as u32, pos);
                 next_min = record.sequence_number + 1;
             }
             Step::End => break,
-            Step::Frame { pos, .. } | Step::Damaged { pos, .. } => match reader.resync(next_min, seg.end).map_err(io)? {
-                Some(next) => report_damage(name, dir, seg, pos, next, "checksum or framing", damage),
-                None => {
-                    report_damage(name, dir, seg, pos, seg.len, "checksum or framing", damage);
-                    break;
+            Step::Frame { pos, .. } | Step::Damaged { pos, .. } => {
+                match reader.resync(next_min, seg.end).map_err(io)? {
+                    Some(next) => {
+                        report_damage(name, dir, seg, pos, next, "checksum or framing", damage)
+                    }
+                    None => {
+                        report_damage(name, dir, seg, pos, seg.len, "checksum or framing", damage);
+                        break;
+                    }
                 }
-            },
+            }
         }
     }
     // The rewritten index is a hint: failing to store it only costs another scan later.
@@ -92,9 +112,19 @@ fn rebuild_index(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut Segment,
 }
 
 /// The timestamp of a segment's last readable record.
-pub(crate) fn scan_tail(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut Segment, damage: &mut DamageStats) -> Result<Option<i64>> {
+pub(crate) fn scan_tail(
+    name: &str,
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seg: &mut Segment,
+    damage: &mut DamageStats,
+) -> Result<Option<i64>> {
     ensure_index(name, fs, dir, seg, damage)?;
-    let start = seg.index.as_ref().and_then(SparseIndex::last).map_or(SEGMENT_HEADER_LEN, |e| u64::from(e.position));
+    let start = seg
+        .index
+        .as_ref()
+        .and_then(SparseIndex::last)
+        .map_or(SEGMENT_HEADER_LEN, |e| u64::from(e.position));
     let mut last = None;
     let path = dir.join(segment_file_name(seg.base));
     let mut reader = FrameReader::new(&*seg.file, start, seg.len);
@@ -102,7 +132,10 @@ pub(crate) fn scan_tail(name: &str, fs: &dyn FileSystem, dir: &Path, seg: &mut S
         match reader.next_step().map_err(|e| Error::io(&path, e))? {
             Step::Frame { record, .. } => last = Some(record.timestamp_ms),
             Step::End => return Ok(last),
-            Step::Damaged { .. } => match reader.resync(seg.base, seg.end).map_err(|e| Error::io(&path, e))? {
+            Step::Damaged { .. } => match reader
+                .resync(seg.base, seg.end)
+                .map_err(|e| Error::io(&path, e))?
+            {
                 Some(_) => {}
                 None => return Ok(last),
             },
@@ -130,9 +163,15 @@ pub(crate) fn read_segment(
     let io = |e| Error::io(&path, e);
     for attempt in 0..2 {
         ensure_index(name, fs, dir, seg, damage)?;
-        let entry = seg.index.as_ref().and_then(|i| i.floor((from - seg.base) as u32));
+        let entry = seg
+            .index
+            .as_ref()
+            .and_then(|i| i.floor((from - seg.base) as u32));
         let (start, expect) = entry.map_or((SEGMENT_HEADER_LEN, None), |e| {
-            (u64::from(e.position), Some(seg.base + u64::from(e.relative_seq)))
+            (
+                u64::from(e.position),
+                Some(seg.base + u64::from(e.relative_seq)),
+            )
         });
         let file = seg.file.clone();
         let mut reader = FrameReader::new(&*file, start, seg.len);
@@ -143,7 +182,10 @@ pub(crate) fn read_segment(
                 Step::Frame { record, len, pos } => {
                     let seq = record.sequence_number;
                     if first && expect.is_some_and(|x| x != seq) && attempt == 0 {
-                        tracing::debug!(stream = name, "segment index entry does not match; rebuilding");
+                        tracing::debug!(
+                            stream = name,
+                            "segment index entry does not match; rebuilding"
+                        );
                         rebuild_index(name, fs, dir, seg, damage)?;
                         break;
                     }
@@ -151,7 +193,15 @@ pub(crate) fn read_segment(
                     if seq < next_min || seq >= seg.end {
                         // A frame that is valid but out of place is damage too.
                         match reader.resync(next_min, seg.end).map_err(io)? {
-                            Some(n) => report_damage(name, dir, seg, pos, n, "sequence out of order", damage),
+                            Some(n) => report_damage(
+                                name,
+                                dir,
+                                seg,
+                                pos,
+                                n,
+                                "sequence out of order",
+                                damage,
+                            ),
                             None => return Ok(false),
                         }
                         continue;
@@ -173,13 +223,15 @@ pub(crate) fn read_segment(
                     }
                 }
                 Step::End => return Ok(false),
-                Step::Damaged { pos, reason } => match reader.resync(next_min, seg.end).map_err(io)? {
-                    Some(n) => report_damage(name, dir, seg, pos, n, reason, damage),
-                    None => {
-                        report_damage(name, dir, seg, pos, seg.len, reason, damage);
-                        return Ok(false);
+                Step::Damaged { pos, reason } => {
+                    match reader.resync(next_min, seg.end).map_err(io)? {
+                        Some(n) => report_damage(name, dir, seg, pos, n, reason, damage),
+                        None => {
+                            report_damage(name, dir, seg, pos, seg.len, reason, damage);
+                            return Ok(false);
+                        }
                     }
-                },
+                }
             }
         }
     }

@@ -50,7 +50,10 @@ impl NewRecord {
     /// Checks limits that do not depend on a stream: metadata must fit its length fields.
     pub(crate) fn check_encodable(&self) -> Result<(), String> {
         if self.metadata.len() > u8::MAX as usize {
-            return Err(format!("{} metadata entries (at most 255)", self.metadata.len()));
+            return Err(format!(
+                "{} metadata entries (at most 255)",
+                self.metadata.len()
+            ));
         }
         for (k, v) in &self.metadata {
             if k.len() > u16::MAX as usize || v.len() > u16::MAX as usize {
@@ -82,7 +85,10 @@ impl Record {
 
 fn body_len(payload: &[u8], metadata: &Metadata) -> usize {
     BODY_FIXED_LEN
-        + metadata.iter().map(|(k, v)| 4 + k.len() + v.len()).sum::<usize>()
+        + metadata
+            .iter()
+            .map(|(k, v)| 4 + k.len() + v.len())
+            .sum::<usize>()
         + payload.len()
 }
 
@@ -214,7 +220,10 @@ mod tests {
     fn a_truncated_frame_is_incomplete_not_corrupt() {
         let buf = frame(1, &NewRecord::new(vec![1; 100]));
         for cut in 0..buf.len() {
-            assert!(matches!(decode_frame(&buf[..cut]), Decoded::Incomplete { .. }), "cut {cut}");
+            assert!(
+                matches!(decode_frame(&buf[..cut]), Decoded::Incomplete { .. }),
+                "cut {cut}"
+            );
         }
     }
 }

@@ -47,11 +47,18 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 /// What the reader found at its position.
 #[derive(Debug)]
 pub enum Step {
-    Frame { pos: u64, record: Record, len: u64 },
+    Frame {
+        pos: u64,
+        record: Record,
+        len: u64,
+    },
     /// Clean end of the readable range.
     End,
     /// Bytes at `pos` are not a valid frame (or a frame cut short by the end of the range).
-    Damaged { pos: u64, reason: &'static str },
+    Damaged {
+        pos: u64,
+        reason: &'static str,
+    },
 }
 
 /// Buffered sequential frame reader over `[pos, limit)` of a segment file.

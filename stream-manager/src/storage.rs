@@ -16,7 +16,7 @@ pub trait LogFile: Send + Sync {
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
     fn sync_data(&self) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
 
     /// Reads as much of `buf` as the file holds from `pos`; returns the count read.
     fn read_full_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
@@ -62,7 +62,7 @@ impl LogFile for File {
     fn set_len(&self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 }

@@ -33,7 +33,7 @@ pub type SeqReserver = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
 const SEQ_RESERVATION_BLOCK: u64 = 1 << 20;
 
 pub(crate) enum Log {
-    File(FileLog),
+    File(Box<FileLog>),
     Memory(MemoryLog),
 }
 
@@ -148,7 +148,10 @@ impl PendingAppend {
         }
         Err(Error::StorageFailed {
             name: self.name,
-            reason: p.failed.map_or_else(|| "stream closed before the append was durable".into(), |f| f.to_string()),
+            reason: p.failed.map_or_else(
+                || "stream closed before the append was durable".into(),
+                |f| f.to_string(),
+            ),
         })
     }
 
@@ -193,7 +196,9 @@ impl Stream {
         reserver: Option<SeqReserver>,
     ) -> Result<Stream> {
         let log = match def.persistence {
-            Persistence::File => Log::File(FileLog::open(&def.name, &dir, fs, def.segment_size_bytes)?),
+            Persistence::File => {
+                Log::File(Box::new(FileLog::open(&def.name, &dir, fs, def.segment_size_bytes)?))
+            }
             Persistence::Memory => Log::Memory(MemoryLog::new(memory_start_seq)),
         };
         let durable_end = log.next_seq();
@@ -223,7 +228,10 @@ impl Stream {
         if is_file {
             let for_thread = inner.clone();
             let handle = std::thread::Builder::new()
-                .name(format!("ferry-sync-{}", inner.name.chars().take(10).collect::<String>()))
+                .name(format!(
+                    "ferry-sync-{}",
+                    inner.name.chars().take(10).collect::<String>()
+                ))
                 .spawn(move || syncer_loop(&for_thread))
                 .map_err(|e| Error::io(&dir, e))?;
             *lock(&inner.syncer) = Some(handle);
@@ -244,12 +252,14 @@ impl Stream {
         if self.state().def.flush_on_write {
             // The append fsyncs inline; keep that off the async worker threads.
             let this = self.clone();
-            return tokio::task::spawn_blocking(move || this.append_nowait(&records)?.wait_blocking())
-                .await
-                .map_err(|e| Error::StorageFailed {
-                    name: self.0.name.clone(),
-                    reason: e.to_string(),
-                })?;
+            return tokio::task::spawn_blocking(move || {
+                this.append_nowait(&records)?.wait_blocking()
+            })
+            .await
+            .map_err(|e| Error::StorageFailed {
+                name: self.0.name.clone(),
+                reason: e.to_string(),
+            })?;
         }
         self.append_nowait(&records)?.durable().await
     }
@@ -258,7 +268,9 @@ impl Stream {
     /// batch is durable. Errors here mean nothing of the batch was stored.
     pub fn append_nowait(&self, records: &[NewRecord]) -> Result<PendingAppend> {
         if records.is_empty() {
-            return Err(Error::InvalidRecord("an append needs at least one record".into()));
+            return Err(Error::InvalidRecord(
+                "an append needs at least one record".into(),
+            ));
         }
         for r in records {
             r.check_encodable().map_err(Error::InvalidRecord)?;
@@ -274,7 +286,11 @@ impl Stream {
                 reason: reason.clone(),
             });
         }
-        let overhead = if matches!(st.log, Log::File(_)) { SEGMENT_HEADER_LEN } else { 0 };
+        let overhead = if matches!(st.log, Log::File(_)) {
+            SEGMENT_HEADER_LEN
+        } else {
+            0
+        };
         if batch_len + overhead > st.def.max_size_bytes {
             return Err(Error::RecordTooLarge {
                 size: batch_len,
@@ -294,7 +310,9 @@ impl Stream {
                     }
                     st.reserved_until = need + SEQ_RESERVATION_BLOCK;
                 }
-                let Log::Memory(l) = &mut st.log else { unreachable!() };
+                let Log::Memory(l) = &mut st.log else {
+                    unreachable!()
+                };
                 l.append(records, now)
             }
         };
@@ -402,9 +420,11 @@ impl Stream {
             let _ = tokio::time::timeout(opts.timeout, wait).await;
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.read_now(opts.from, opts.max_count, opts.max_bytes))
-            .await
-            .map_err(|e| Error::InvalidRead(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            this.read_now(opts.from, opts.max_count, opts.max_bytes)
+        })
+        .await
+        .map_err(|e| Error::InvalidRead(format!("read task failed: {e}")))?
     }
 
     /// Removes records older than the stream's time to live. Returns how many were removed.
@@ -442,7 +462,11 @@ impl Stream {
         let first = st.log.first_seq();
         let (oldest, segments) = match &mut st.log {
             Log::File(l) => {
-                let oldest = if first < durable_end { l.oldest_timestamp()? } else { None };
+                let oldest = if first < durable_end {
+                    l.oldest_timestamp()?
+                } else {
+                    None
+                };
                 st.counters.damage = l.damage;
                 (oldest, l.segment_count())
             }

@@ -86,7 +86,9 @@ fn run_sync(inner: &Inner, fs: &dyn FileSystem, work: SyncWork) {
             let reason = format!("fsync failed: {e}");
             tracing::error!(stream = %inner.name, error = %e, "fsync failed; the stream refuses writes until reopened");
             lock(&inner.state).failed = Some(reason.clone());
-            inner.progress.send_modify(|p| p.failed = Some(reason.into()));
+            inner
+                .progress
+                .send_modify(|p| p.failed = Some(reason.into()));
         }
     }
 }

@@ -29,9 +29,16 @@ impl Rng {
 }
 
 fn seed() -> u64 {
-    std::env::var("FERRY_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    })
+    std::env::var("FERRY_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
 }
 
 fn payload(round: u64, task: u64, n: u64) -> Vec<u8> {
@@ -49,7 +56,11 @@ fn crash_definition() -> StreamDefinition {
 /// The child: four concurrent appenders; each prints `A <first> <round> <task> <n> <count>`
 /// once its batch is acknowledged (durable).
 fn child(dir: &Path, round: u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let m = StreamManager::open(dir, ManagerOptions::default()).unwrap();
         let s = m.ensure_stream(crash_definition()).unwrap();
@@ -60,8 +71,9 @@ fn child(dir: &Path, round: u64) {
                     let mut n = 0u64;
                     loop {
                         let count = 1 + n % 5;
-                        let batch: Vec<NewRecord> =
-                            (n..n + count).map(|i| NewRecord::new(payload(round, task, i))).collect();
+                        let batch: Vec<NewRecord> = (n..n + count)
+                            .map(|i| NewRecord::new(payload(round, task, i)))
+                            .collect();
                         let range = s.append(batch).await.unwrap();
                         println!("A {} {round} {task} {n} {count}", range.start);
                         n += count;
@@ -88,7 +100,12 @@ fn records_acknowledged_before_a_sigkill_survive_it() {
     let rounds = 12;
     for round in 0..rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "records_acknowledged_before_a_sigkill_survive_it", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "records_acknowledged_before_a_sigkill_survive_it",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .env("FERRY_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -106,16 +123,27 @@ fn records_acknowledged_before_a_sigkill_survive_it() {
             if f.len() != 6 || f[0] != "A" {
                 continue; // the test harness' own output, or a line cut by the kill
             }
-            let [first, r, task, n, count] = [f[1], f[2], f[3], f[4], f[5]].map(|x| x.parse::<u64>().unwrap());
+            let [first, r, task, n, count] =
+                [f[1], f[2], f[3], f[4], f[5]].map(|x| x.parse::<u64>().unwrap());
             for i in 0..count {
-                assert!(acked.insert(first + i, payload(r, task, n + i)).is_none(), "seed {seed}: seq {} acked twice", first + i);
+                assert!(
+                    acked.insert(first + i, payload(r, task, n + i)).is_none(),
+                    "seed {seed}: seq {} acked twice",
+                    first + i
+                );
             }
             if let Some(b) = before {
-                assert!(first > b, "seed {seed}: round {round} reused sequence number {first} (<= {b})");
+                assert!(
+                    first > b,
+                    "seed {seed}: round {round} reused sequence number {first} (<= {b})"
+                );
             }
             this_round += count;
         }
-        assert!(this_round > 0, "seed {seed}: round {round} acknowledged nothing; the child did not run");
+        assert!(
+            this_round > 0,
+            "seed {seed}: round {round} acknowledged nothing; the child did not run"
+        );
     }
     let m = StreamManager::open(dir.path(), ManagerOptions::default()).unwrap();
     let s = m.stream("crash").unwrap();
@@ -130,11 +158,22 @@ fn records_acknowledged_before_a_sigkill_survive_it() {
         }
     }
     for (seq, p) in &acked {
-        assert_eq!(stored.get(seq), Some(p), "seed {seed}: acknowledged record {seq} lost or altered");
+        assert_eq!(
+            stored.get(seq),
+            Some(p),
+            "seed {seed}: acknowledged record {seq} lost or altered"
+        );
     }
     let d = s.describe().unwrap();
-    assert_eq!(d.counters.damage.damaged_ranges, 0, "seed {seed}: a SIGKILL must not damage the middle of a segment");
-    eprintln!("{} acknowledged records over {rounds} kills all survived; {} stored", acked.len(), stored.len());
+    assert_eq!(
+        d.counters.damage.damaged_ranges, 0,
+        "seed {seed}: a SIGKILL must not damage the middle of a segment"
+    );
+    eprintln!(
+        "{} acknowledged records over {rounds} kills all survived; {} stored",
+        acked.len(),
+        stored.len()
+    );
 }
 
 fn write_pristine(dir: &Path) -> BTreeMap<u64, Vec<u8>> {
@@ -145,7 +184,11 @@ fn write_pristine(dir: &Path) -> BTreeMap<u64, Vec<u8>> {
     let mut written = BTreeMap::new();
     for i in 0..600u64 {
         let p = payload(0, 0, i);
-        let range = s.append_nowait(&[NewRecord::new(p.clone()).with_meta("topic", "a/b")]).unwrap().wait_blocking().unwrap();
+        let range = s
+            .append_nowait(&[NewRecord::new(p.clone()).with_meta("topic", "a/b")])
+            .unwrap()
+            .wait_blocking()
+            .unwrap();
         written.insert(range.start, p);
     }
     written
@@ -187,7 +230,12 @@ fn torn_and_corrupted_segments_are_recovered_without_losing_undamaged_records() 
         let offset = 16 + rng.below(len - 16);
         let truncate = rng.below(2) == 0;
         if truncate {
-            std::fs::OpenOptions::new().write(true).open(target).unwrap().set_len(offset).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(target)
+                .unwrap()
+                .set_len(offset)
+                .unwrap();
         } else {
             let mut bytes = std::fs::read(target).unwrap();
             let n = 1 + rng.below(64) as usize;
@@ -196,39 +244,81 @@ fn torn_and_corrupted_segments_are_recovered_without_losing_undamaged_records() 
             }
             std::fs::write(target, bytes).unwrap();
         }
-        let ctx = format!("seed {seed} case {case}: {} {} at {offset}", if truncate { "truncated" } else { "overwrote" }, target.display());
-        let m = StreamManager::open(work.path(), ManagerOptions::default()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let ctx = format!(
+            "seed {seed} case {case}: {} {} at {offset}",
+            if truncate { "truncated" } else { "overwrote" },
+            target.display()
+        );
+        let m = StreamManager::open(work.path(), ManagerOptions::default())
+            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
         let s = m.stream("torn").unwrap();
         let mut from = 0;
         let mut got = BTreeMap::new();
         loop {
-            let batch = s.read_now(from, 1000, 0).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let batch = s
+                .read_now(from, 1000, 0)
+                .unwrap_or_else(|e| panic!("{ctx}: {e}"));
             let Some(last) = batch.last() else { break };
             from = last.sequence_number + 1;
             for r in batch {
-                assert_eq!(r.metadata.get("topic").map(String::as_str), Some("a/b"), "{ctx}");
-                assert!(got.insert(r.sequence_number, r.payload.to_vec()).is_none(), "{ctx}: duplicate");
+                assert_eq!(
+                    r.metadata.get("topic").map(String::as_str),
+                    Some("a/b"),
+                    "{ctx}"
+                );
+                assert!(
+                    got.insert(r.sequence_number, r.payload.to_vec()).is_none(),
+                    "{ctx}: duplicate"
+                );
             }
         }
         for (seq, p) in &got {
-            assert_eq!(written.get(seq), Some(p), "{ctx}: record {seq} came back altered");
+            assert_eq!(
+                written.get(seq),
+                Some(p),
+                "{ctx}: record {seq} came back altered"
+            );
         }
         // Damage costs at most the records of the damaged segment from the damage onwards
         // (a truncated tail loses the rest; overwritten bytes lose the records they hit).
-        let target_base: u64 = target.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-        let missing: Vec<u64> = written.keys().filter(|k| !got.contains_key(k)).copied().collect();
+        let target_base: u64 = target
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let missing: Vec<u64> = written
+            .keys()
+            .filter(|k| !got.contains_key(k))
+            .copied()
+            .collect();
         for k in &missing {
-            assert!(*k >= target_base, "{ctx}: record {k} before the damaged segment was lost");
+            assert!(
+                *k >= target_base,
+                "{ctx}: record {k} before the damaged segment was lost"
+            );
         }
         if !truncate && !missing.is_empty() {
             let span = missing.last().unwrap() - missing.first().unwrap();
-            assert!(span < 64, "{ctx}: {} records lost for 64 damaged bytes", missing.len());
+            assert!(
+                span < 64,
+                "{ctx}: {} records lost for 64 damaged bytes",
+                missing.len()
+            );
         }
-        let appended = s.append_nowait(&[NewRecord::new(&b"after"[..])]).unwrap().wait_blocking().unwrap();
+        let appended = s
+            .append_nowait(&[NewRecord::new(&b"after"[..])])
+            .unwrap()
+            .wait_blocking()
+            .unwrap();
         if !is_last {
             assert_eq!(appended.start, next, "{ctx}: numbering must continue");
         } else {
-            assert!(appended.start > *got.keys().next_back().unwrap_or(&0), "{ctx}");
+            assert!(
+                appended.start > *got.keys().next_back().unwrap_or(&0),
+                "{ctx}"
+            );
         }
     }
 }

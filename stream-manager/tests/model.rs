@@ -36,11 +36,21 @@ struct Model {
 
 fn open(dir: &Path, clock: &Arc<AtomicI64>) -> StreamManager {
     let c = clock.clone();
-    StreamManager::open(dir, ManagerOptions { clock: Arc::new(move || c.load(Ordering::SeqCst)), ..Default::default() })
-        .unwrap()
+    StreamManager::open(
+        dir,
+        ManagerOptions {
+            clock: Arc::new(move || c.load(Ordering::SeqCst)),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
-fn run(ops: Vec<Op>, persistence: Persistence, strategy: StrategyOnFull) -> Result<(), TestCaseError> {
+fn run(
+    ops: Vec<Op>,
+    persistence: Persistence,
+    strategy: StrategyOnFull,
+) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(1_000_000));
     let mut def = StreamDefinition::new("model");
@@ -51,7 +61,10 @@ fn run(ops: Vec<Op>, persistence: Persistence, strategy: StrategyOnFull) -> Resu
     def.time_to_live_ms = Some(5_000);
     let mut mgr = open(dir.path(), &clock);
     let mut stream = mgr.create_stream(def.clone()).unwrap();
-    let mut model = Model { records: BTreeMap::new(), next: 0 };
+    let mut model = Model {
+        records: BTreeMap::new(),
+        next: 0,
+    };
     let mut payload_id = 0u32;
     for op in ops {
         match op {
@@ -66,7 +79,11 @@ fn run(ops: Vec<Op>, persistence: Persistence, strategy: StrategyOnFull) -> Resu
                     .collect();
                 match stream.append_nowait(&batch).and_then(|p| p.wait_blocking()) {
                     Ok(range) => {
-                        prop_assert!(range.start >= model.next, "{range:?} reuses numbers below {}", model.next);
+                        prop_assert!(
+                            range.start >= model.next,
+                            "{range:?} reuses numbers below {}",
+                            model.next
+                        );
                         prop_assert_eq!(range.end - range.start, count as u64);
                         for (seq, r) in range.clone().zip(&batch) {
                             model.records.insert(seq, r.payload.to_vec());
@@ -94,8 +111,10 @@ fn run(ops: Vec<Op>, persistence: Persistence, strategy: StrategyOnFull) -> Resu
                             .take(max_count)
                             .map(|(k, v)| (*k, v.clone()))
                             .collect();
-                        let got: Vec<(u64, Vec<u8>)> =
-                            got.into_iter().map(|r| (r.sequence_number, r.payload.to_vec())).collect();
+                        let got: Vec<(u64, Vec<u8>)> = got
+                            .into_iter()
+                            .map(|r| (r.sequence_number, r.payload.to_vec()))
+                            .collect();
                         prop_assert_eq!(got, want);
                     }
                     Err(Error::SequenceTrimmed { oldest, .. }) => {
@@ -125,8 +144,16 @@ fn run(ops: Vec<Op>, persistence: Persistence, strategy: StrategyOnFull) -> Resu
         // Whatever the stream dropped, it dropped from the front, and only when allowed to.
         let d = stream.describe().unwrap();
         prop_assert_eq!(d.next_sequence_number, model.next);
-        prop_assert!(d.total_bytes <= def.max_size_bytes, "{} bytes stored", d.total_bytes);
-        let dropped: Vec<u64> = model.records.range(..d.first_sequence_number).map(|(k, _)| *k).collect();
+        prop_assert!(
+            d.total_bytes <= def.max_size_bytes,
+            "{} bytes stored",
+            d.total_bytes
+        );
+        let dropped: Vec<u64> = model
+            .records
+            .range(..d.first_sequence_number)
+            .map(|(k, _)| *k)
+            .collect();
         if strategy == StrategyOnFull::RejectNewData && def.time_to_live_ms.is_none() {
             prop_assert!(dropped.is_empty());
         }
