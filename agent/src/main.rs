@@ -1,3 +1,104 @@
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("ferry: the daemon is not built yet (issue #3)")
+//! The `ferry` binary: command line, configuration, logging, then the daemon.
+
+mod broker;
+mod config;
+mod daemon;
+mod logging;
+mod systemd;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::AgentConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Ferry edge agent: MQTT into durable local streams, exported to the cloud"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (built-in defaults when no configuration file is given).
+    Run {
+        /// TOML configuration file.
+        #[arg(long, short, env = "FERRY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (and FERRY_ variables) without starting.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match AgentConfig::load(Some(&file), &env) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} streams, {} broker connections, {} routes, embedded broker {})",
+                    file.display(),
+                    cfg.streams.len(),
+                    cfg.brokers.len(),
+                    cfg.routes.len(),
+                    if cfg.embedded_enabled() { "on" } else { "off" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ferry: invalid configuration: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let cfg = match AgentConfig::load(config.as_deref(), &env) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ferry: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = logging::init(&cfg.log) {
+                eprintln!("ferry: {e:#}");
+                return ExitCode::from(2);
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ferry: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(daemon::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("ferry: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

@@ -2,8 +2,8 @@
 //! write + fsync speed measured in the same run (the ratio is the figure that matters: absolute
 //! numbers move ±20% from run to run).
 //!
-//! Run: `cargo bench -p ferry-stream-manager --bench throughput` (`FERRY_BENCH_DIR` picks the
-//! disk, default: the system temp directory; `FERRY_BENCH_SCALE` multiplies the volumes).
+//! Run: `cargo bench -p ferry-stream-manager --bench throughput` (`FERRYBENCH_DIR` picks the
+//! disk, default: the system temp directory; `FERRYBENCH_SCALE` multiplies the volumes).
 
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +15,7 @@ use ferry_stream_manager::{
 };
 
 fn scale() -> f64 {
-    std::env::var("FERRY_BENCH_SCALE")
+    std::env::var("FERRYBENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0)
@@ -152,7 +152,7 @@ fn memory_single_core(dir: &Path) {
 }
 
 fn main() {
-    let base = std::env::var("FERRY_BENCH_DIR")
+    let base = std::env::var("FERRYBENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
     let dir = tempfile::tempdir_in(base).unwrap();

@@ -196,9 +196,12 @@ impl Stream {
         reserver: Option<SeqReserver>,
     ) -> Result<Stream> {
         let log = match def.persistence {
-            Persistence::File => {
-                Log::File(Box::new(FileLog::open(&def.name, &dir, fs, def.segment_size_bytes)?))
-            }
+            Persistence::File => Log::File(Box::new(FileLog::open(
+                &def.name,
+                &dir,
+                fs,
+                def.segment_size_bytes,
+            )?)),
             Persistence::Memory => Log::Memory(MemoryLog::new(memory_start_seq)),
         };
         let durable_end = log.next_seq();

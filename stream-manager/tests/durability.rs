@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ferry_stream_manager::{ManagerOptions, NewRecord, StreamDefinition, StreamManager};
 
-const CHILD_ENV: &str = "FERRY_CRASH_TEST_CHILD";
+const CHILD_ENV: &str = "FERRYTEST_CRASH_CHILD";
 
 /// xorshift64*: reproducible randomness without a dependency; the seed is printed on failure.
 struct Rng(u64);
@@ -29,7 +29,7 @@ impl Rng {
 }
 
 fn seed() -> u64 {
-    std::env::var("FERRY_TEST_SEED")
+    std::env::var("FERRYTEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -90,7 +90,10 @@ fn child(dir: &Path, round: u64) {
 #[test]
 fn records_acknowledged_before_a_sigkill_survive_it() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        let round = std::env::var("FERRY_CRASH_ROUND").unwrap().parse().unwrap();
+        let round = std::env::var("FERRYTEST_CRASH_ROUND")
+            .unwrap()
+            .parse()
+            .unwrap();
         return child(Path::new(&dir), round);
     }
     let seed = seed();
@@ -107,7 +110,7 @@ fn records_acknowledged_before_a_sigkill_survive_it() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir.path())
-            .env("FERRY_CRASH_ROUND", round.to_string())
+            .env("FERRYTEST_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

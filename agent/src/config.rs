@@ -1,0 +1,267 @@
+//! The agent's configuration: one TOML file plus `FERRY_...` environment overrides, read with
+//! the `config` crate into typed structs that reject unknown keys. Every error names the file
+//! (or the environment) and the key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ferry_connectors::mqtt::topic::validate_filter;
+use ferry_connectors::mqtt::{BrokerConfig, Route};
+use ferry_stream_manager::StreamDefinition;
+use serde::Deserialize;
+
+/// The stream and route Ferry uses when the configuration declares neither.
+pub const DEFAULT_STREAM: &str = "mqtt";
+/// The name of the implicit connection to the embedded broker.
+pub const EMBEDDED_CONNECTION: &str = "local";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `info,ferry_connectors=debug`. `RUST_LOG` wins.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedBrokerConfig {
+    /// Default: on when no `[[brokers]]` are configured, off otherwise.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_payload")]
+    pub max_payload_size_bytes: usize,
+    #[serde(default = "default_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        EmbeddedBrokerConfig {
+            enabled: None,
+            listen: default_listen(),
+            max_payload_size_bytes: default_payload(),
+            max_connections: default_connections(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+fn default_payload() -> usize {
+    1024 * 1024
+}
+fn default_connections() -> usize {
+    1000
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./ferry-data")
+}
+fn default_shutdown_timeout() -> u64 {
+    10_000
+}
+fn default_retention_interval() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// How long shutdown may take (stop ingestion, acknowledge, flush) before Ferry exits anyway.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_ms: u64,
+    /// How often records past their stream's time to live are removed.
+    #[serde(default = "default_retention_interval")]
+    pub retention_interval_ms: u64,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub embedded_broker: EmbeddedBrokerConfig,
+    #[serde(default)]
+    pub brokers: Vec<BrokerConfig>,
+    #[serde(default)]
+    pub streams: Vec<StreamDefinition>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// A configuration error, already phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    pub origin: String,
+    pub message: String,
+}
+
+impl AgentConfig {
+    /// Reads `file` (if any) and the `FERRY_` variables of `env`, applies the defaults and
+    /// validates. `FERRY_CONFIG` is the file's own variable and is not a key.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<AgentConfig, ConfigError> {
+        let origin = file.map_or_else(
+            || "built-in defaults".to_string(),
+            |f| f.display().to_string(),
+        );
+        let fail = |message: String| ConfigError {
+            origin: origin.clone(),
+            message,
+        };
+        let mut builder = config::Config::builder();
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(fail("no such configuration file".into()));
+            }
+            builder = builder.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let overrides: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("FERRY_") && k.as_str() != "FERRY_CONFIG")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("FERRY")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(overrides)),
+        );
+        let cfg: AgentConfig = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| fail(e.to_string()))?;
+        cfg.resolve()
+            .map_err(|(key, reason)| fail(format!("key `{key}`: {reason}")))
+    }
+
+    /// Fills in what the defaults imply and checks every section.
+    fn resolve(mut self) -> Result<AgentConfig, (String, String)> {
+        if self.streams.is_empty() && self.routes.is_empty() {
+            self.streams.push(StreamDefinition::new(DEFAULT_STREAM));
+            self.routes.push(Route {
+                filter: "#".into(),
+                stream: DEFAULT_STREAM.into(),
+                broker: None,
+            });
+        }
+        if self.embedded_enabled() && !self.brokers.iter().any(|b| b.name == EMBEDDED_CONNECTION) {
+            let l = self.embedded_broker.listen;
+            let host = if l.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                l.ip().to_string()
+            };
+            let mut local = BrokerConfig::new(EMBEDDED_CONNECTION, &host, l.port());
+            local.max_message_size_bytes = self.embedded_broker.max_payload_size_bytes;
+            self.brokers.push(local);
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub fn embedded_enabled(&self) -> bool {
+        self.embedded_broker
+            .enabled
+            .unwrap_or(self.brokers.iter().all(|b| b.name == EMBEDDED_CONNECTION))
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            (
+                "log.level".to_string(),
+                format!("{:?} is not a log filter: {e}", self.log.level),
+            )
+        })?;
+        if self.shutdown_timeout_ms == 0 {
+            return Err((
+                "shutdown_timeout_ms".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.retention_interval_ms < 100 {
+            return Err((
+                "retention_interval_ms".into(),
+                "must be at least 100".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.streams.iter().enumerate() {
+            s.validate()
+                .map_err(|e| (format!("streams[{i}]"), e.to_string()))?;
+            if !names.insert(s.name.as_str()) {
+                return Err((
+                    format!("streams[{i}].name"),
+                    format!("stream {:?} is declared twice", s.name),
+                ));
+            }
+        }
+        let mut brokers = std::collections::HashSet::new();
+        for (i, b) in self.brokers.iter().enumerate() {
+            b.validate()
+                .map_err(|(k, m)| (format!("brokers[{i}].{k}"), m))?;
+            if !brokers.insert(b.name.as_str()) {
+                return Err((
+                    format!("brokers[{i}].name"),
+                    format!("broker {:?} is declared twice", b.name),
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            validate_filter(&r.filter).map_err(|m| (format!("routes[{i}].filter"), m))?;
+            if !names.contains(r.stream.as_str()) {
+                return Err((
+                    format!("routes[{i}].stream"),
+                    format!("stream {:?} is not declared in [[streams]]", r.stream),
+                ));
+            }
+            if let Some(b) = &r.broker {
+                if !brokers.contains(b.as_str()) {
+                    return Err((
+                        format!("routes[{i}].broker"),
+                        format!("broker {b:?} is not declared in [[brokers]]"),
+                    ));
+                }
+            }
+        }
+        if self.embedded_enabled() && self.embedded_broker.max_payload_size_bytes == 0 {
+            return Err((
+                "embedded_broker.max_payload_size_bytes".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! Counters of one broker connection. Every message that does not end up in a stream is counted
+//! under a reason: silent loss is a bug.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    pub connected: AtomicBool,
+    /// The broker confirmed the subscriptions of the current connection.
+    pub subscribed: AtomicBool,
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    /// Messages received from the broker (redeliveries included).
+    pub messages_received: AtomicU64,
+    /// Messages whose records are durable in every stream they route to.
+    pub messages_stored: AtomicU64,
+    pub bytes_stored: AtomicU64,
+    /// Records appended (a message routed to two streams makes two).
+    pub records_appended: AtomicU64,
+    pub rejected_oversized: AtomicU64,
+    pub rejected_unroutable: AtomicU64,
+    /// QoS 0 messages dropped because their stream refused them (full, or a storage error).
+    pub dropped_qos0: AtomicU64,
+    /// Times a QoS 1/2 message had to wait because its stream refused it (backpressure).
+    pub backpressure_waits: AtomicU64,
+    /// Acks not sent because the connection they belonged to was gone; the broker redelivers.
+    pub stale_acks: AtomicU64,
+}
+
+/// A point-in-time copy, for logs and `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestSnapshot {
+    pub connected: bool,
+    pub connects: u64,
+    pub disconnects: u64,
+    pub messages_received: u64,
+    pub messages_stored: u64,
+    pub bytes_stored: u64,
+    pub records_appended: u64,
+    pub rejected_oversized: u64,
+    pub rejected_unroutable: u64,
+    pub dropped_qos0: u64,
+    pub backpressure_waits: u64,
+    pub stale_acks: u64,
+}
+
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl IngestMetrics {
+    pub fn snapshot(&self) -> IngestSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        IngestSnapshot {
+            connected: self.connected.load(Ordering::Relaxed),
+            connects: g(&self.connects),
+            disconnects: g(&self.disconnects),
+            messages_received: g(&self.messages_received),
+            messages_stored: g(&self.messages_stored),
+            bytes_stored: g(&self.bytes_stored),
+            records_appended: g(&self.records_appended),
+            rejected_oversized: g(&self.rejected_oversized),
+            rejected_unroutable: g(&self.rejected_unroutable),
+            dropped_qos0: g(&self.dropped_qos0),
+            backpressure_waits: g(&self.backpressure_waits),
+            stale_acks: g(&self.stale_acks),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! MQTT ingestion: broker connections (rumqttc) whose messages are routed into local streams,
+//! acknowledged to the broker only once durable.
+
+pub mod config;
+pub mod metrics;
+pub mod source;
+mod tls;
+pub mod topic;
+
+pub use config::{BrokerConfig, Subscription, TlsSettings};
+pub use metrics::{IngestMetrics, IngestSnapshot};
+pub use source::{MqttSource, SourceError};
+pub use topic::{Route, Router};

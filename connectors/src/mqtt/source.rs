@@ -1,0 +1,521 @@
+//! One broker connection feeding local streams, as three tasks joined by bounded channels:
+//!
+//! ```text
+//! event loop ──publish──▶ ingest ──(ack job, in order)──▶ acker ──PUBACK──▶ broker
+//!  (rumqttc poll)        route, append             wait until durable
+//! ```
+//! At-least-once from device to disk: a QoS 1/2 message is acknowledged only after its record is
+//! durable in every stream it routes to. A stream that refuses data (full with
+//! `reject_new_data`, or a storage error) holds the message back, so acks stop and the broker's
+//! in-flight window throttles delivery: backpressure, not loss. QoS 0 messages carry no such
+//! promise and are dropped, counted. Oversized and unroutable messages are acknowledged (so the
+//! broker does not redeliver them forever), counted and logged with their topic.
+//!
+//! Acks carry the connection generation they belong to; an ack for a connection that is gone is
+//! not sent (the packet id would be meaningless), the broker redelivers the message instead.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_stream_manager::{Error as StreamError, NewRecord, PendingAppend, Stream, StreamManager};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, MqttOptions, Outgoing, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::config::BrokerConfig;
+use super::metrics::{inc, IngestMetrics};
+use super::topic::{Route, Router};
+use crate::backoff::Backoff;
+
+/// MQTT's own ceiling for a packet; rumqttc is allowed this much so that an oversized message
+/// is rejected by Ferry (acknowledged and counted) instead of killing the connection and being
+/// redelivered forever.
+const MQTT_MAX_PACKET: usize = 268_435_455;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("broker {broker:?}: {reason}")]
+    Config { broker: String, reason: String },
+}
+
+struct Incoming {
+    publish: Publish,
+    generation: u64,
+}
+
+enum AckJob {
+    Now(Publish, u64),
+    AfterDurable {
+        publish: Publish,
+        generation: u64,
+        pending: Vec<PendingAppend>,
+    },
+}
+
+/// At most a burst of warnings per window, then one line saying how many were suppressed.
+struct LogLimiter {
+    window_start: Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    fn new() -> Self {
+        LogLimiter {
+            window_start: Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+    fn allow(&mut self) -> bool {
+        if self.window_start.elapsed() > Duration::from_secs(10) {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    suppressed = self.suppressed,
+                    "similar warnings suppressed in the last 10 s"
+                );
+            }
+            *self = LogLimiter::new();
+        }
+        self.in_window += 1;
+        let ok = self.in_window <= 20;
+        if !ok {
+            self.suppressed += 1;
+        }
+        ok
+    }
+}
+
+pub struct MqttSource {
+    cfg: BrokerConfig,
+    router: Router,
+    manager: Arc<StreamManager>,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl MqttSource {
+    pub fn new(
+        cfg: BrokerConfig,
+        routes: &[Route],
+        manager: Arc<StreamManager>,
+        metrics: Arc<IngestMetrics>,
+    ) -> Self {
+        let router = Router::for_broker(routes, &cfg.name);
+        MqttSource {
+            cfg,
+            router,
+            manager,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<IngestMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The configured subscriptions, or one QoS 1 subscription per route filter.
+    pub fn subscriptions(&self) -> Vec<SubscribeFilter> {
+        if self.cfg.subscriptions.is_empty() {
+            return self
+                .router
+                .filters()
+                .into_iter()
+                .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
+                .collect();
+        }
+        self.cfg
+            .subscriptions
+            .iter()
+            .map(|s| {
+                let qos = match s.qos {
+                    0 => QoS::AtMostOnce,
+                    1 => QoS::AtLeastOnce,
+                    _ => QoS::ExactlyOnce,
+                };
+                SubscribeFilter::new(s.filter.clone(), qos)
+            })
+            .collect()
+    }
+
+    fn options(&self) -> Result<MqttOptions, SourceError> {
+        let c = &self.cfg;
+        let mut o = MqttOptions::new(c.client_id(), c.host.clone(), c.port);
+        o.set_keep_alive(Duration::from_secs(c.keep_alive_secs))
+            .set_clean_session(c.clean_session)
+            .set_manual_acks(true)
+            .set_max_packet_size(MQTT_MAX_PACKET, 1024 * 1024)
+            .set_request_channel_capacity(c.max_inflight_messages + 64);
+        if let Some(user) = &c.username {
+            o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &c.tls {
+            let config = super::tls::client_config(tls).map_err(|reason| SourceError::Config {
+                broker: c.name.clone(),
+                reason: format!("tls: {reason}"),
+            })?;
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        }
+        Ok(o)
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops taking messages, acknowledges what became
+    /// durable (for at most `drain_timeout`) and disconnects.
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        drain_timeout: Duration,
+    ) -> Result<(), SourceError> {
+        let options = self.options()?;
+        let name = self.cfg.name.clone();
+        let (client, mut eventloop) =
+            rumqttc::AsyncClient::new(options, self.cfg.max_inflight_messages + 64);
+        let generation = Arc::new(AtomicU64::new(0));
+        let (in_tx, in_rx) = mpsc::channel(self.cfg.max_inflight_messages);
+        let (ack_tx, ack_rx) = mpsc::channel(self.cfg.max_inflight_messages);
+        let ingest = Ingest {
+            router: self.router.clone(),
+            manager: self.manager.clone(),
+            metrics: self.metrics.clone(),
+            max_message: self.cfg.max_message_size_bytes,
+            streams: HashMap::new(),
+            limiter: LogLimiter::new(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(ingest.run(in_rx, ack_tx));
+        let mut acker = tokio::spawn(ack_loop(
+            ack_rx,
+            client.clone(),
+            generation.clone(),
+            self.metrics.clone(),
+        ));
+        let filters = self.subscriptions();
+        let mut in_tx = Some(in_tx);
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.cfg.reconnect_min_ms),
+            Duration::from_millis(self.cfg.reconnect_max_ms),
+        );
+        let mut retrying = false;
+        let mut first_connack = true;
+        let mut deadline = None;
+        let endpoint = format!("{}:{}", self.cfg.host, self.cfg.port);
+        tracing::info!(broker = %name, endpoint, "connecting to MQTT broker");
+        loop {
+            let draining = deadline.is_some();
+            let until = deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            let event = tokio::select! {
+                _ = shutdown.cancelled(), if !draining => {
+                    in_tx = None; // the ingest task finishes what it has, then the acker does
+                    deadline = Some(tokio::time::Instant::now() + drain_timeout);
+                    continue;
+                }
+                _ = &mut acker, if draining => break,
+                _ = tokio::time::sleep_until(until), if draining => {
+                    tracing::warn!(broker = %name, "shutdown: gave up waiting for acknowledgements; the broker will redeliver");
+                    break;
+                }
+                ev = eventloop.poll() => ev,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    generation.fetch_add(1, Ordering::SeqCst);
+                    self.metrics.connected.store(true, Ordering::Relaxed);
+                    inc(&self.metrics.connects);
+                    backoff.reset();
+                    retrying = false;
+                    tracing::info!(broker = %name, endpoint, session_present = ack.session_present, "connected to MQTT broker");
+                    // A broker that kept our session kept our subscriptions; subscribe anyway on
+                    // the first connection, in case the configuration changed.
+                    if first_connack || !ack.session_present {
+                        if let Err(e) = client.try_subscribe_many(filters.clone()) {
+                            tracing::error!(broker = %name, error = %e, "could not queue the subscriptions");
+                        }
+                    }
+                    first_connack = false;
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    self.metrics.subscribed.store(true, Ordering::Relaxed);
+                    for (code, f) in ack.return_codes.iter().zip(&filters) {
+                        match code {
+                            SubscribeReasonCode::Failure => {
+                                tracing::error!(broker = %name, filter = %f.path, "the broker refused the subscription")
+                            }
+                            SubscribeReasonCode::Success(q) => {
+                                tracing::debug!(broker = %name, filter = %f.path, qos = ?q, "subscribed")
+                            }
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    inc(&self.metrics.messages_received);
+                    let Some(tx) = &in_tx else {
+                        continue; // shutting down: not acknowledged, so the broker redelivers it
+                    };
+                    let msg = Incoming {
+                        publish,
+                        generation: generation.load(Ordering::SeqCst),
+                    };
+                    tokio::select! {
+                        _ = tx.send(msg) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let was_connected = self.metrics.connected.swap(false, Ordering::Relaxed);
+                    self.metrics.subscribed.store(false, Ordering::Relaxed);
+                    if was_connected {
+                        inc(&self.metrics.disconnects);
+                        tracing::warn!(broker = %name, endpoint, error = %describe(&e), "lost the MQTT broker; reconnecting with backoff");
+                    } else if !retrying {
+                        tracing::warn!(broker = %name, endpoint, error = %describe(&e), "cannot reach the MQTT broker; retrying with backoff");
+                    } else {
+                        tracing::debug!(broker = %name, error = %describe(&e), "reconnect attempt failed");
+                    }
+                    retrying = true;
+                    let delay = backoff.next_delay();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled(), if !draining => {}
+                        _ = tokio::time::sleep_until(until), if draining => {}
+                    }
+                    if draining && tokio::time::Instant::now() >= until {
+                        break;
+                    }
+                }
+            }
+        }
+        // Send the queued acks and a DISCONNECT; give the socket a moment to carry them.
+        if self.metrics.connected.load(Ordering::Relaxed) && client.try_disconnect().is_ok() {
+            let flush = async {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+        }
+        self.metrics.connected.store(false, Ordering::Relaxed);
+        tracing::info!(broker = %name, "MQTT connection closed");
+        Ok(())
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("connection refused by the broker: {code:?}")
+        }
+        other => other.to_string(),
+    }
+}
+
+struct Ingest {
+    router: Router,
+    manager: Arc<StreamManager>,
+    metrics: Arc<IngestMetrics>,
+    max_message: usize,
+    streams: HashMap<String, Stream>,
+    limiter: LogLimiter,
+    shutdown: CancellationToken,
+}
+
+enum Outcome {
+    Stored(PendingAppend),
+    Dropped,
+}
+
+impl Ingest {
+    async fn run(mut self, mut rx: mpsc::Receiver<Incoming>, acks: mpsc::Sender<AckJob>) {
+        while let Some(Incoming {
+            publish,
+            generation,
+        }) = rx.recv().await
+        {
+            let job = self.handle(publish, generation).await;
+            match job {
+                Some(job) => {
+                    if acks.send(job).await.is_err() {
+                        return;
+                    }
+                }
+                None => return, // shutdown while held back: not acknowledged, redelivered later
+            }
+        }
+    }
+
+    async fn handle(&mut self, publish: Publish, generation: u64) -> Option<AckJob> {
+        let topic = publish.topic.clone();
+        if publish.payload.len() > self.max_message {
+            inc(&self.metrics.rejected_oversized);
+            if self.limiter.allow() {
+                tracing::warn!(
+                    topic,
+                    size_bytes = publish.payload.len(),
+                    limit_bytes = self.max_message,
+                    "message rejected: larger than max_message_size_bytes"
+                );
+            }
+            return Some(AckJob::Now(publish, generation));
+        }
+        let targets: Vec<String> = self
+            .router
+            .streams_for(&topic)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if targets.is_empty() {
+            inc(&self.metrics.rejected_unroutable);
+            if self.limiter.allow() {
+                tracing::warn!(topic, "message rejected: no route matches its topic");
+            }
+            return Some(AckJob::Now(publish, generation));
+        }
+        let record = NewRecord::new(publish.payload.clone()).with_meta("topic", topic.clone());
+        let mut pending = Vec::with_capacity(targets.len());
+        for name in targets {
+            match self.append(&name, &record, &publish).await? {
+                Outcome::Stored(p) => pending.push(p),
+                Outcome::Dropped => {}
+            }
+        }
+        Some(AckJob::AfterDurable {
+            publish,
+            generation,
+            pending,
+        })
+    }
+
+    /// Appends to one stream, waiting out refusals for QoS 1/2. `None` means shutdown.
+    async fn append(
+        &mut self,
+        name: &str,
+        record: &NewRecord,
+        publish: &Publish,
+    ) -> Option<Outcome> {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let mut held = false;
+        loop {
+            let stream = match self.streams.get(name) {
+                Some(s) => s.clone(),
+                None => match self.manager.stream(name) {
+                    Ok(s) => {
+                        self.streams.insert(name.to_owned(), s.clone());
+                        s
+                    }
+                    Err(e) => return Some(self.reject_unroutable(name, &publish.topic, &e)),
+                },
+            };
+            let err = match stream.append_nowait(std::slice::from_ref(record)) {
+                Ok(p) => {
+                    if held {
+                        tracing::info!(
+                            stream = name,
+                            "stream accepts data again; ingestion resumes"
+                        );
+                    }
+                    return Some(Outcome::Stored(p));
+                }
+                Err(e) => e,
+            };
+            match err {
+                StreamError::StreamFull { .. }
+                | StreamError::Io { .. }
+                | StreamError::StorageFailed { .. } => {
+                    if publish.qos == QoS::AtMostOnce {
+                        inc(&self.metrics.dropped_qos0);
+                        if self.limiter.allow() {
+                            tracing::warn!(stream = name, topic = %publish.topic, error = %err, "QoS 0 message dropped: the stream refused it");
+                        }
+                        return Some(Outcome::Dropped);
+                    }
+                    if !held {
+                        tracing::warn!(stream = name, topic = %publish.topic, error = %err, "stream refuses data; holding the MQTT ack back until it accepts (backpressure)");
+                        held = true;
+                    }
+                    inc(&self.metrics.backpressure_waits);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = self.shutdown.cancelled() => return None,
+                    }
+                }
+                StreamError::StreamDeleted(_) | StreamError::StreamNotFound(_) => {
+                    self.streams.remove(name);
+                    return Some(self.reject_unroutable(name, &publish.topic, &err));
+                }
+                other => {
+                    // Refused for good (e.g. larger than the stream): retrying cannot help.
+                    inc(&self.metrics.rejected_oversized);
+                    if self.limiter.allow() {
+                        tracing::warn!(stream = name, topic = %publish.topic, error = %other, "message rejected by the stream");
+                    }
+                    return Some(Outcome::Dropped);
+                }
+            }
+        }
+    }
+
+    fn reject_unroutable(&mut self, name: &str, topic: &str, e: &StreamError) -> Outcome {
+        inc(&self.metrics.rejected_unroutable);
+        if self.limiter.allow() {
+            tracing::warn!(stream = name, topic, error = %e, "message not stored: its route names a stream that does not exist");
+        }
+        Outcome::Dropped
+    }
+}
+
+async fn ack_loop(
+    mut rx: mpsc::Receiver<AckJob>,
+    client: AsyncClient,
+    generation: Arc<AtomicU64>,
+    metrics: Arc<IngestMetrics>,
+) {
+    while let Some(job) = rx.recv().await {
+        let (publish, gen) = match job {
+            AckJob::Now(p, g) => (p, g),
+            AckJob::AfterDurable {
+                publish,
+                generation: g,
+                pending,
+            } => {
+                let records = pending.len() as u64;
+                let mut durable = true;
+                for p in pending {
+                    if let Err(e) = p.durable().await {
+                        tracing::error!(topic = %publish.topic, error = %e, "record not durable; the message stays unacknowledged");
+                        durable = false;
+                    }
+                }
+                if !durable {
+                    continue;
+                }
+                inc(&metrics.messages_stored);
+                metrics
+                    .records_appended
+                    .fetch_add(records, Ordering::Relaxed);
+                metrics
+                    .bytes_stored
+                    .fetch_add(publish.payload.len() as u64 * records, Ordering::Relaxed);
+                (publish, g)
+            }
+        };
+        if publish.qos == QoS::AtMostOnce {
+            continue;
+        }
+        if gen != generation.load(Ordering::SeqCst) {
+            inc(&metrics.stale_acks);
+            continue;
+        }
+        if let Err(e) = client.ack(&publish).await {
+            tracing::debug!(error = %e, "ack not queued");
+        }
+    }
+}
