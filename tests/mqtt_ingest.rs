@@ -1,0 +1,315 @@
+//! End-to-end: the `ferry` daemon against a real mosquitto broker and against its embedded one.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rumqttc::QoS;
+use support::{free_port, publish, read_stream, topic, Ferry, Mosquitto};
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("ferry.toml");
+    std::fs::write(
+        &path,
+        format!("data_dir = \"{}\"\n{body}", dir.join("data").display()),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_routed_by_wildcard_into_several_streams_at_qos_0_and_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r##"
+[[brokers]]
+name = "plant"
+port = {}
+# Everything, so that a topic no route matches reaches Ferry (and is counted).
+[[brokers.subscriptions]]
+filter = "#"
+qos = 1
+
+[[streams]]
+name = "temps"
+[[streams]]
+name = "everything"
+
+[[routes]]
+filter = "sensors/+/temp"
+stream = "temps"
+[[routes]]
+filter = "sensors/#"
+stream = "everything"
+[[routes]]
+filter = "alarms/#"
+stream = "everything"
+"##,
+            broker.port
+        ),
+    );
+    let ferry = Ferry::start(&config, dir.path());
+    let msgs = vec![
+        (
+            "sensors/k1/temp".to_string(),
+            b"21.5".to_vec(),
+            QoS::AtLeastOnce,
+        ),
+        (
+            "sensors/k2/temp".to_string(),
+            b"19.0".to_vec(),
+            QoS::AtMostOnce,
+        ),
+        (
+            "sensors/k1/humidity".to_string(),
+            b"40".to_vec(),
+            QoS::AtLeastOnce,
+        ),
+        (
+            "alarms/door".to_string(),
+            b"open".to_vec(),
+            QoS::AtLeastOnce,
+        ),
+        (
+            "unrouted/topic".to_string(),
+            b"nobody".to_vec(),
+            QoS::AtLeastOnce,
+        ),
+    ];
+    publish(broker.port, "pub-routing", msgs).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, logs) = ferry.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(
+        logs.contains("no route matches its topic") && logs.contains("unrouted/topic"),
+        "{logs}"
+    );
+    assert!(logs.contains("unroutable=1"), "{logs}");
+    let data = dir.path().join("data");
+    let temps: Vec<(String, Vec<u8>)> = read_stream(&data, "temps")
+        .iter()
+        .map(|r| (topic(r).to_string(), r.payload.to_vec()))
+        .collect();
+    assert_eq!(
+        temps,
+        vec![
+            ("sensors/k1/temp".into(), b"21.5".to_vec()),
+            ("sensors/k2/temp".into(), b"19.0".to_vec())
+        ]
+    );
+    let all: BTreeSet<String> = read_stream(&data, "everything")
+        .iter()
+        .map(|r| topic(r).to_string())
+        .collect();
+    let want: BTreeSet<String> = [
+        "sensors/k1/temp",
+        "sensors/k2/temp",
+        "sensors/k1/humidity",
+        "alarms/door",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(all, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_config_file_ferry_embeds_a_broker_and_stores_everything_in_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ferry = Ferry::spawn(
+        &["run"],
+        dir.path(),
+        &[("FERRY_EMBEDDED_BROKER__LISTEN", format!("127.0.0.1:{port}"))],
+    );
+    ferry.wait_log("ferry is ready", Duration::from_secs(20));
+    let msgs = (0..50)
+        .map(|i| {
+            (
+                format!("dev/{}/m", i % 5),
+                format!("m{i}").into_bytes(),
+                QoS::AtLeastOnce,
+            )
+        })
+        .collect();
+    publish(port, "pub-embedded", msgs).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, logs) = ferry.terminate();
+    assert!(status.success(), "{logs}");
+    let got: BTreeSet<Vec<u8>> = read_stream(&dir.path().join("ferry-data"), "mqtt")
+        .iter()
+        .map(|r| r.payload.to_vec())
+        .collect();
+    assert_eq!(got.len(), 50, "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_reconnects_after_the_broker_restarts_and_resubscribes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[brokers]]\nname = \"b\"\nport = {}\nreconnect_min_ms = 50\nreconnect_max_ms = 500\n",
+            broker.port
+        ),
+    );
+    let ferry = Ferry::start(&config, dir.path());
+    publish(
+        broker.port,
+        "pub-a",
+        vec![("a/1".into(), b"before".to_vec(), QoS::AtLeastOnce)],
+    )
+    .await;
+    broker.restart();
+    ferry.wait_log("lost the MQTT broker", Duration::from_secs(10));
+    // Wait for the second connection, then publish through the restarted broker.
+    let start = std::time::Instant::now();
+    while ferry.logs().matches("connected to MQTT broker").count() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}",
+            ferry.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(
+        broker.port,
+        "pub-b",
+        vec![("a/2".into(), b"after".to_vec(), QoS::AtLeastOnce)],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, logs) = ferry.terminate();
+    assert_eq!(
+        logs.matches("lost the MQTT broker").count(),
+        1,
+        "one line per state change, not per retry:\n{logs}"
+    );
+    let got: Vec<Vec<u8>> = read_stream(&dir.path().join("data"), "mqtt")
+        .iter()
+        .map(|r| r.payload.to_vec())
+        .collect();
+    assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()], "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_messages_published_while_ferry_was_down_arrive_through_its_persistent_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let config = write_config(
+        dir.path(),
+        &format!("[[brokers]]\nname = \"b\"\nport = {}\n", broker.port),
+    );
+    let ferry = Ferry::start(&config, dir.path());
+    let (status, _) = ferry.terminate();
+    assert!(status.success());
+    let msgs = (0..200)
+        .map(|i| {
+            (
+                "offline/x".to_string(),
+                format!("{i}").into_bytes(),
+                QoS::AtLeastOnce,
+            )
+        })
+        .collect();
+    publish(broker.port, "pub-offline", msgs).await;
+    let ferry = Ferry::start(&config, dir.path());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, logs) = ferry.terminate();
+    let got: BTreeSet<String> = read_stream(&dir.path().join("data"), "mqtt")
+        .iter()
+        .map(|r| String::from_utf8(r.payload.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got.len(), 200, "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_holds_acks_back_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let small = write_config(
+        dir.path(),
+        &format!(
+            "[[brokers]]\nname = \"b\"\nport = {}\n[[streams]]\nname = \"s\"\nmax_size_bytes = 4096\nsegment_size_bytes = 2048\n\
+             [[routes]]\nfilter = \"#\"\nstream = \"s\"\n",
+            broker.port
+        ),
+    );
+    let ferry = Ferry::start(&small, dir.path());
+    let msgs = (0..100)
+        .map(|i| {
+            (
+                "full/x".to_string(),
+                format!("{i:0>100}").into_bytes(),
+                QoS::AtLeastOnce,
+            )
+        })
+        .collect();
+    publish(broker.port, "pub-full", msgs).await;
+    ferry.wait_log("holding the MQTT ack back", Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, logs) = ferry.terminate();
+    assert!(status.success(), "{logs}");
+    // With waits growing to 2 s, two seconds of a full stream cost a handful of retries, not a spin.
+    let waits: u64 = logs
+        .split("backpressure_waits=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!((1..40).contains(&waits), "{waits} retries in ~2 s:\n{logs}");
+    let stored = read_stream(&dir.path().join("data"), "s").len();
+    assert!(stored < 100);
+    // Give the stream room: the held-back messages are redelivered and nothing is missing.
+    let big = small.to_str().unwrap().replace("ferry.toml", "big.toml");
+    std::fs::write(
+        &big,
+        std::fs::read_to_string(&small)
+            .unwrap()
+            .replace("max_size_bytes = 4096", "max_size_bytes = 1048576"),
+    )
+    .unwrap();
+    let ferry = Ferry::start(std::path::Path::new(&big), dir.path());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, logs) = ferry.terminate();
+    let got: BTreeSet<String> = read_stream(&dir.path().join("data"), "s")
+        .iter()
+        .map(|r| String::from_utf8(r.payload.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got.len(), 100, "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_counted_and_logged_with_its_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[brokers]]\nname = \"b\"\nport = {}\nmax_message_size_bytes = 1000\n",
+            broker.port
+        ),
+    );
+    let ferry = Ferry::start(&config, dir.path());
+    let msgs = vec![
+        ("big/one".to_string(), vec![0u8; 5000], QoS::AtLeastOnce),
+        ("small/one".to_string(), vec![1u8; 10], QoS::AtLeastOnce),
+    ];
+    publish(broker.port, "pub-big", msgs).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, logs) = ferry.terminate();
+    assert!(status.success());
+    assert!(
+        logs.contains("larger than max_message_size_bytes") && logs.contains("big/one"),
+        "{logs}"
+    );
+    assert!(logs.contains("oversized=1"), "{logs}");
+    let got = read_stream(&dir.path().join("data"), "mqtt");
+    assert_eq!(got.len(), 1);
+    assert_eq!(topic(&got[0]), "small/one");
+}
