@@ -208,7 +208,8 @@ async fn qos1_messages_published_while_ferry_was_down_arrive_through_its_persist
     let ferry = Ferry::start(&config, dir.path());
     let (status, _) = ferry.terminate();
     assert!(status.success());
-    let msgs = (0..200)
+    let n = std::env::var("FERRYTEST_OFFLINE_N").map_or(200, |v| v.parse().unwrap());
+    let msgs = (0..n)
         .map(|i| {
             (
                 "offline/x".to_string(),
@@ -219,13 +220,16 @@ async fn qos1_messages_published_while_ferry_was_down_arrive_through_its_persist
         .collect();
     publish(broker.port, "pub-offline", msgs).await;
     let ferry = Ferry::start(&config, dir.path());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(
+        std::env::var("FERRYTEST_OFFLINE_WAIT_MS").map_or(1500, |v| v.parse().unwrap()),
+    ))
+    .await;
     let (_, logs) = ferry.terminate();
     let got: BTreeSet<String> = read_stream(&dir.path().join("data"), "mqtt")
         .iter()
         .map(|r| String::from_utf8(r.payload.to_vec()).unwrap())
         .collect();
-    assert_eq!(got.len(), 200, "{logs}");
+    assert_eq!(got.len(), n, "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,6 +122,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             unroutable = s.rejected_unroutable,
             dropped_qos0 = s.dropped_qos0,
             backpressure_waits = s.backpressure_waits,
+            stale_acks = s.stale_acks,
             "ingestion summary"
         );
     }

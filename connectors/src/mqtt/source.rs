@@ -14,7 +14,7 @@
 //! Acks carry the connection generation they belong to; an ack for a connection that is gone is
 //! not sent (the packet id would be meaningless), the broker redelivers the message instead.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,7 +149,7 @@ impl MqttSource {
             .set_clean_session(c.clean_session)
             .set_manual_acks(true)
             .set_max_packet_size(MQTT_MAX_PACKET, 1024 * 1024)
-            .set_request_channel_capacity(c.max_inflight_messages + 64);
+            .set_request_channel_capacity(2 * c.max_inflight_messages + 128);
         if let Some(user) = &c.username {
             o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
         }
@@ -172,8 +172,9 @@ impl MqttSource {
     ) -> Result<(), SourceError> {
         let options = self.options()?;
         let name = self.cfg.name.clone();
-        let (client, mut eventloop) =
-            rumqttc::AsyncClient::new(options, self.cfg.max_inflight_messages + 64);
+        // Room for the acks of everything the ingest and ack channels hold (see ack_loop).
+        let request_capacity = 2 * self.cfg.max_inflight_messages + 128;
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, request_capacity);
         let generation = Arc::new(AtomicU64::new(0));
         let (in_tx, in_rx) = mpsc::channel(self.cfg.max_inflight_messages);
         let (ack_tx, ack_rx) = mpsc::channel(self.cfg.max_inflight_messages);
@@ -304,6 +305,7 @@ impl MqttSource {
             let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
         }
         self.metrics.connected.store(false, Ordering::Relaxed);
+        acker.abort(); // after a drain timeout it may still hold acks no connection can carry
         tracing::info!(broker = %name, "MQTT connection closed");
         Ok(())
     }
@@ -472,13 +474,43 @@ impl Ingest {
     }
 }
 
+/// An ack owed to the broker: all an ack needs is the packet id, the QoS and the connection.
+#[derive(Debug, Clone, Copy)]
+struct OwedAck {
+    pkid: u16,
+    qos: QoS,
+    generation: u64,
+}
+
+/// Sends acks in order. It never blocks on the event loop's request channel: rumqttc serves
+/// that channel only between reads, so while a broker floods the connection the channel can
+/// fill up, and an acker waiting on it would stall the ingest task and, through it, the event
+/// loop. Acks that do not fit wait here (a few bytes each) and are retried shortly.
 async fn ack_loop(
     mut rx: mpsc::Receiver<AckJob>,
     client: AsyncClient,
     generation: Arc<AtomicU64>,
     metrics: Arc<IngestMetrics>,
 ) {
-    while let Some(job) = rx.recv().await {
+    let mut owed: VecDeque<OwedAck> = VecDeque::new();
+    let mut open = true;
+    while open || !owed.is_empty() {
+        send_owed(&mut owed, &client, &generation, &metrics);
+        let job = if owed.is_empty() {
+            rx.recv().await
+        } else if open {
+            tokio::select! {
+                job = rx.recv() => job,
+                _ = tokio::time::sleep(Duration::from_millis(2)) => continue,
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        };
+        let Some(job) = job else {
+            open = false;
+            continue;
+        };
         let (publish, gen) = match job {
             AckJob::Now(p, g) => (p, g),
             AckJob::AfterDurable {
@@ -507,15 +539,40 @@ async fn ack_loop(
                 (publish, g)
             }
         };
-        if publish.qos == QoS::AtMostOnce {
-            continue;
+        if publish.qos != QoS::AtMostOnce {
+            owed.push_back(OwedAck {
+                pkid: publish.pkid,
+                qos: publish.qos,
+                generation: gen,
+            });
         }
-        if gen != generation.load(Ordering::SeqCst) {
+    }
+}
+
+fn send_owed(
+    owed: &mut VecDeque<OwedAck>,
+    client: &AsyncClient,
+    generation: &AtomicU64,
+    metrics: &IngestMetrics,
+) {
+    while let Some(a) = owed.front().copied() {
+        if a.generation != generation.load(Ordering::SeqCst) {
             inc(&metrics.stale_acks);
+            owed.pop_front();
             continue;
         }
-        if let Err(e) = client.ack(&publish).await {
-            tracing::debug!(error = %e, "ack not queued");
+        let mut p = Publish::new("", a.qos, Vec::new());
+        p.pkid = a.pkid;
+        match client.try_ack(&p) {
+            Ok(()) => {
+                owed.pop_front();
+            }
+            Err(rumqttc::ClientError::TryRequest(_)) => return, // full: retry shortly
+            Err(e) => {
+                tracing::debug!(error = %e, "event loop gone; acks dropped (the broker redelivers)");
+                owed.clear();
+                return;
+            }
         }
     }
 }
