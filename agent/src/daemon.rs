@@ -65,24 +65,36 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         })
     };
 
-    let started = Instant::now();
-    while started.elapsed() < READY_WAIT
-        && !metrics
-            .iter()
-            .all(|(_, m)| m.subscribed.load(Ordering::Relaxed))
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for (name, m) in &metrics {
-        if !m.subscribed.load(Ordering::Relaxed) {
-            tracing::warn!(broker = %name, "not subscribed yet; reporting ready and retrying in the background");
+    let subscribed = async {
+        let started = Instant::now();
+        while started.elapsed() < READY_WAIT
+            && !metrics
+                .iter()
+                .all(|(_, m)| m.subscribed.load(Ordering::Relaxed))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    };
+    let early_signal = tokio::select! {
+        _ = subscribed => None,
+        _ = sigterm.recv() => Some("SIGTERM"),
+        _ = sigint.recv() => Some("SIGINT"),
+    };
+    if early_signal.is_none() {
+        for (name, m) in &metrics {
+            if !m.subscribed.load(Ordering::Relaxed) {
+                tracing::warn!(broker = %name, "not subscribed yet; reporting ready and retrying in the background");
+            }
+        }
+        systemd::ready();
+        systemd::spawn_watchdog(shutdown.clone());
+        tracing::info!("ferry is ready");
     }
-    systemd::ready();
-    systemd::spawn_watchdog(shutdown.clone());
-    tracing::info!("ferry is ready");
 
     tokio::select! {
+        _ = std::future::ready(()), if early_signal.is_some() => {
+            tracing::info!("{} received during start-up; shutting down", early_signal.unwrap_or_default());
+        }
         _ = sigterm.recv() => tracing::info!("SIGTERM received; shutting down"),
         _ = sigint.recv() => tracing::info!("SIGINT received; shutting down"),
         Some(res) = sources.join_next() => {

@@ -113,12 +113,28 @@ pub struct Ferry {
 impl Ferry {
     pub fn spawn(args: &[&str], cwd: &Path, env: &[(&str, String)]) -> Ferry {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.args(args)
-            .current_dir(cwd)
+        cmd.args(args);
+        Ferry::spawn_command(cmd, cwd, env)
+    }
+
+    /// Runs `ferry ARGS` through `sh -c 'WATCHDOG_PID=$$ exec ...'`, as systemd would set it.
+    pub fn spawn_with_watchdog_pid(args: &[&str], cwd: &Path, env: &[(&str, String)]) -> Ferry {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "WATCHDOG_PID=$$ exec {} {}",
+            env!("CARGO_BIN_EXE_ferry"),
+            args.join(" ")
+        ));
+        Ferry::spawn_command(cmd, cwd, env)
+    }
+
+    fn spawn_command(mut cmd: Command, cwd: &Path, env: &[(&str, String)]) -> Ferry {
+        cmd.current_dir(cwd)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        cmd.env_remove("RUST_LOG")
-            .env("RUST_LOG", "info,rumqttd=off");
+        // FERRYTEST_RUST_LOG raises the daemon's log level when a test needs a closer look.
+        let log = std::env::var("FERRYTEST_RUST_LOG").unwrap_or_else(|_| "info,rumqttd=off".into());
+        cmd.env("RUST_LOG", log);
         for (k, v) in env {
             cmd.env(k, v);
         }
