@@ -32,6 +32,9 @@ pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `info,ferry_connectors=debug`. `RUST_LOG` wins.
     #[serde(default = "default_level")]
     pub level: String,
+    /// How often each broker connection logs its counters; 0 turns it off.
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -39,12 +42,17 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: default_level(),
+            stats_interval_ms: default_stats_interval(),
         }
     }
 }
 
 fn default_level() -> String {
     "info".into()
+}
+
+fn default_stats_interval() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -65,6 +65,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         })
     };
 
+    if cfg.log.stats_interval_ms > 0 {
+        spawn_stats(
+            &metrics,
+            Duration::from_millis(cfg.log.stats_interval_ms),
+            shutdown.clone(),
+        );
+    }
     let subscribed = async {
         let started = Instant::now();
         while started.elapsed() < READY_WAIT
@@ -140,4 +147,45 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     tracing::info!("all streams flushed; exiting");
     Ok(())
+}
+
+/// Logs each connection's counters periodically (when they changed), with the rate since the
+/// last line, so an operator sees ingestion progress without a metrics system.
+fn spawn_stats(
+    metrics: &[(String, Arc<IngestMetrics>)],
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let metrics = metrics.to_vec();
+    tokio::spawn(async move {
+        let mut last: Vec<(u64, Instant)> = metrics.iter().map(|_| (0, Instant::now())).collect();
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            for ((name, m), (prev, at)) in metrics.iter().zip(last.iter_mut()) {
+                let s = m.snapshot();
+                if s.messages_stored == *prev && s.messages_received == *prev {
+                    continue;
+                }
+                let rate = (s.messages_stored - *prev) as f64 / at.elapsed().as_secs_f64();
+                tracing::info!(
+                    broker = %name,
+                    connected = s.connected,
+                    received = s.messages_received,
+                    stored = s.messages_stored,
+                    rate_per_s = rate.round() as u64,
+                    rejected = s.rejected_oversized + s.rejected_unroutable,
+                    dropped_qos0 = s.dropped_qos0,
+                    backpressure_waits = s.backpressure_waits,
+                    "ingestion"
+                );
+                *prev = s.messages_stored;
+                *at = Instant::now();
+            }
+        }
+    });
 }

@@ -118,7 +118,8 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Stream(pub(crate) Arc<Inner>);
 
-/// An append written to the stream but perhaps not yet durable.
+/// An append written to the stream but perhaps not yet durable. Clones wait for the same append.
+#[derive(Clone)]
 #[must_use = "an append is acknowledged only once `durable` or `wait_blocking` returns"]
 pub struct PendingAppend {
     range: Range<u64>,

@@ -19,8 +19,11 @@ pub(crate) struct SyncFlags {
 }
 
 pub(crate) fn request_sync(inner: &Inner) {
-    lock(&inner.sync_flags).requested = true;
-    inner.sync_cv.notify_one();
+    let already = std::mem::replace(&mut lock(&inner.sync_flags).requested, true);
+    // A request still pending will be served by the next round anyway: no wake-up needed.
+    if !already {
+        inner.sync_cv.notify_one();
+    }
 }
 
 pub(crate) fn stop_syncer(inner: &Inner) {

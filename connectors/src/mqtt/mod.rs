@@ -1,7 +1,9 @@
 //! MQTT ingestion: broker connections (rumqttc) whose messages are routed into local streams,
 //! acknowledged to the broker only once durable.
 
+mod ack;
 pub mod config;
+mod ingest;
 pub mod metrics;
 pub mod source;
 mod tls;

@@ -1,4 +1,5 @@
-//! One broker connection feeding local streams, as three tasks joined by bounded channels:
+//! One broker connection feeding local streams, as three tasks joined by bounded channels
+//! (this file: the event loop; ingest.rs; ack.rs):
 //!
 //! ```text
 //! event loop ──publish──▶ ingest ──(ack job, in order)──▶ acker ──PUBACK──▶ broker
@@ -14,20 +15,21 @@
 //! Acks carry the connection generation they belong to; an ack for a connection that is gone is
 //! not sent (the packet id would be meaningless), the broker redelivers the message instead.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ferry_stream_manager::{Error as StreamError, NewRecord, PendingAppend, Stream, StreamManager};
+use ferry_stream_manager::StreamManager;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, MqttOptions, Outgoing, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::ack::ack_loop;
 use super::config::BrokerConfig;
+use super::ingest::{Incoming, Ingest};
 use super::metrics::{inc, IngestMetrics};
 use super::topic::{Route, Router};
 use crate::backoff::Backoff;
@@ -41,54 +43,6 @@ const MQTT_MAX_PACKET: usize = 268_435_455;
 pub enum SourceError {
     #[error("broker {broker:?}: {reason}")]
     Config { broker: String, reason: String },
-}
-
-struct Incoming {
-    publish: Publish,
-    generation: u64,
-}
-
-enum AckJob {
-    Now(Publish, u64),
-    AfterDurable {
-        publish: Publish,
-        generation: u64,
-        pending: Vec<PendingAppend>,
-    },
-}
-
-/// At most a burst of warnings per window, then one line saying how many were suppressed.
-struct LogLimiter {
-    window_start: Instant,
-    in_window: u32,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    fn new() -> Self {
-        LogLimiter {
-            window_start: Instant::now(),
-            in_window: 0,
-            suppressed: 0,
-        }
-    }
-    fn allow(&mut self) -> bool {
-        if self.window_start.elapsed() > Duration::from_secs(10) {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    suppressed = self.suppressed,
-                    "similar warnings suppressed in the last 10 s"
-                );
-            }
-            *self = LogLimiter::new();
-        }
-        self.in_window += 1;
-        let ok = self.in_window <= 20;
-        if !ok {
-            self.suppressed += 1;
-        }
-        ok
-    }
 }
 
 pub struct MqttSource {
@@ -178,15 +132,13 @@ impl MqttSource {
         let generation = Arc::new(AtomicU64::new(0));
         let (in_tx, in_rx) = mpsc::channel(self.cfg.max_inflight_messages);
         let (ack_tx, ack_rx) = mpsc::channel(self.cfg.max_inflight_messages);
-        let ingest = Ingest {
-            router: self.router.clone(),
-            manager: self.manager.clone(),
-            metrics: self.metrics.clone(),
-            max_message: self.cfg.max_message_size_bytes,
-            streams: HashMap::new(),
-            limiter: LogLimiter::new(),
-            shutdown: shutdown.clone(),
-        };
+        let ingest = Ingest::new(
+            self.router.clone(),
+            self.manager.clone(),
+            self.metrics.clone(),
+            self.cfg.max_message_size_bytes,
+            shutdown.clone(),
+        );
         tokio::spawn(ingest.run(in_rx, ack_tx));
         let mut acker = tokio::spawn(ack_loop(
             ack_rx,
@@ -317,262 +269,5 @@ fn describe(e: &ConnectionError) -> String {
             format!("connection refused by the broker: {code:?}")
         }
         other => other.to_string(),
-    }
-}
-
-struct Ingest {
-    router: Router,
-    manager: Arc<StreamManager>,
-    metrics: Arc<IngestMetrics>,
-    max_message: usize,
-    streams: HashMap<String, Stream>,
-    limiter: LogLimiter,
-    shutdown: CancellationToken,
-}
-
-enum Outcome {
-    Stored(PendingAppend),
-    Dropped,
-}
-
-impl Ingest {
-    async fn run(mut self, mut rx: mpsc::Receiver<Incoming>, acks: mpsc::Sender<AckJob>) {
-        while let Some(Incoming {
-            publish,
-            generation,
-        }) = rx.recv().await
-        {
-            let job = self.handle(publish, generation).await;
-            match job {
-                Some(job) => {
-                    if acks.send(job).await.is_err() {
-                        return;
-                    }
-                }
-                None => return, // shutdown while held back: not acknowledged, redelivered later
-            }
-        }
-    }
-
-    async fn handle(&mut self, publish: Publish, generation: u64) -> Option<AckJob> {
-        let topic = publish.topic.clone();
-        if publish.payload.len() > self.max_message {
-            inc(&self.metrics.rejected_oversized);
-            if self.limiter.allow() {
-                tracing::warn!(
-                    topic,
-                    size_bytes = publish.payload.len(),
-                    limit_bytes = self.max_message,
-                    "message rejected: larger than max_message_size_bytes"
-                );
-            }
-            return Some(AckJob::Now(publish, generation));
-        }
-        let targets: Vec<String> = self
-            .router
-            .streams_for(&topic)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        if targets.is_empty() {
-            inc(&self.metrics.rejected_unroutable);
-            if self.limiter.allow() {
-                tracing::warn!(topic, "message rejected: no route matches its topic");
-            }
-            return Some(AckJob::Now(publish, generation));
-        }
-        let record = NewRecord::new(publish.payload.clone()).with_meta("topic", topic.clone());
-        let mut pending = Vec::with_capacity(targets.len());
-        for name in targets {
-            match self.append(&name, &record, &publish).await? {
-                Outcome::Stored(p) => pending.push(p),
-                Outcome::Dropped => {}
-            }
-        }
-        Some(AckJob::AfterDurable {
-            publish,
-            generation,
-            pending,
-        })
-    }
-
-    /// Appends to one stream, waiting out refusals for QoS 1/2. `None` means shutdown.
-    async fn append(
-        &mut self,
-        name: &str,
-        record: &NewRecord,
-        publish: &Publish,
-    ) -> Option<Outcome> {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-        let mut held = false;
-        loop {
-            let stream = match self.streams.get(name) {
-                Some(s) => s.clone(),
-                None => match self.manager.stream(name) {
-                    Ok(s) => {
-                        self.streams.insert(name.to_owned(), s.clone());
-                        s
-                    }
-                    Err(e) => return Some(self.reject_unroutable(name, &publish.topic, &e)),
-                },
-            };
-            let err = match stream.append_nowait(std::slice::from_ref(record)) {
-                Ok(p) => {
-                    if held {
-                        tracing::info!(
-                            stream = name,
-                            "stream accepts data again; ingestion resumes"
-                        );
-                    }
-                    return Some(Outcome::Stored(p));
-                }
-                Err(e) => e,
-            };
-            match err {
-                StreamError::StreamFull { .. }
-                | StreamError::Io { .. }
-                | StreamError::StorageFailed { .. } => {
-                    if publish.qos == QoS::AtMostOnce {
-                        inc(&self.metrics.dropped_qos0);
-                        if self.limiter.allow() {
-                            tracing::warn!(stream = name, topic = %publish.topic, error = %err, "QoS 0 message dropped: the stream refused it");
-                        }
-                        return Some(Outcome::Dropped);
-                    }
-                    if !held {
-                        tracing::warn!(stream = name, topic = %publish.topic, error = %err, "stream refuses data; holding the MQTT ack back until it accepts (backpressure)");
-                        held = true;
-                    }
-                    inc(&self.metrics.backpressure_waits);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                        _ = self.shutdown.cancelled() => return None,
-                    }
-                }
-                StreamError::StreamDeleted(_) | StreamError::StreamNotFound(_) => {
-                    self.streams.remove(name);
-                    return Some(self.reject_unroutable(name, &publish.topic, &err));
-                }
-                other => {
-                    // Refused for good (e.g. larger than the stream): retrying cannot help.
-                    inc(&self.metrics.rejected_oversized);
-                    if self.limiter.allow() {
-                        tracing::warn!(stream = name, topic = %publish.topic, error = %other, "message rejected by the stream");
-                    }
-                    return Some(Outcome::Dropped);
-                }
-            }
-        }
-    }
-
-    fn reject_unroutable(&mut self, name: &str, topic: &str, e: &StreamError) -> Outcome {
-        inc(&self.metrics.rejected_unroutable);
-        if self.limiter.allow() {
-            tracing::warn!(stream = name, topic, error = %e, "message not stored: its route names a stream that does not exist");
-        }
-        Outcome::Dropped
-    }
-}
-
-/// An ack owed to the broker: all an ack needs is the packet id, the QoS and the connection.
-#[derive(Debug, Clone, Copy)]
-struct OwedAck {
-    pkid: u16,
-    qos: QoS,
-    generation: u64,
-}
-
-/// Sends acks in order. It never blocks on the event loop's request channel: rumqttc serves
-/// that channel only between reads, so while a broker floods the connection the channel can
-/// fill up, and an acker waiting on it would stall the ingest task and, through it, the event
-/// loop. Acks that do not fit wait here (a few bytes each) and are retried shortly.
-async fn ack_loop(
-    mut rx: mpsc::Receiver<AckJob>,
-    client: AsyncClient,
-    generation: Arc<AtomicU64>,
-    metrics: Arc<IngestMetrics>,
-) {
-    let mut owed: VecDeque<OwedAck> = VecDeque::new();
-    let mut open = true;
-    while open || !owed.is_empty() {
-        send_owed(&mut owed, &client, &generation, &metrics);
-        let job = if owed.is_empty() {
-            rx.recv().await
-        } else if open {
-            tokio::select! {
-                job = rx.recv() => job,
-                _ = tokio::time::sleep(Duration::from_millis(2)) => continue,
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            continue;
-        };
-        let Some(job) = job else {
-            open = false;
-            continue;
-        };
-        let (publish, gen) = match job {
-            AckJob::Now(p, g) => (p, g),
-            AckJob::AfterDurable {
-                publish,
-                generation: g,
-                pending,
-            } => {
-                let records = pending.len() as u64;
-                let mut durable = true;
-                for p in pending {
-                    if let Err(e) = p.durable().await {
-                        tracing::error!(topic = %publish.topic, error = %e, "record not durable; the message stays unacknowledged");
-                        durable = false;
-                    }
-                }
-                if !durable {
-                    continue;
-                }
-                inc(&metrics.messages_stored);
-                metrics
-                    .records_appended
-                    .fetch_add(records, Ordering::Relaxed);
-                metrics
-                    .bytes_stored
-                    .fetch_add(publish.payload.len() as u64 * records, Ordering::Relaxed);
-                (publish, g)
-            }
-        };
-        if publish.qos != QoS::AtMostOnce {
-            owed.push_back(OwedAck {
-                pkid: publish.pkid,
-                qos: publish.qos,
-                generation: gen,
-            });
-        }
-    }
-}
-
-fn send_owed(
-    owed: &mut VecDeque<OwedAck>,
-    client: &AsyncClient,
-    generation: &AtomicU64,
-    metrics: &IngestMetrics,
-) {
-    while let Some(a) = owed.front().copied() {
-        if a.generation != generation.load(Ordering::SeqCst) {
-            inc(&metrics.stale_acks);
-            owed.pop_front();
-            continue;
-        }
-        let mut p = Publish::new("", a.qos, Vec::new());
-        p.pkid = a.pkid;
-        match client.try_ack(&p) {
-            Ok(()) => {
-                owed.pop_front();
-            }
-            Err(rumqttc::ClientError::TryRequest(_)) => return, // full: retry shortly
-            Err(e) => {
-                tracing::debug!(error = %e, "event loop gone; acks dropped (the broker redelivers)");
-                owed.clear();
-                return;
-            }
-        }
     }
 }
