@@ -10,7 +10,7 @@ set -eu
 BIN=${1:-./target/release/ferry}
 DESTDIR=${DESTDIR:-}
 SCRIPT_DIR=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
-EXAMPLE_CONFIG="$SCRIPT_DIR/../ferry.example.toml"
+EXAMPLE_CONFIG="$SCRIPT_DIR/ferry.toml"
 
 die() {
     echo "install.sh: $*" >&2
@@ -52,7 +52,7 @@ if [ -e "$DESTDIR/etc/ferry/ferry.toml" ]; then
 else
     install -m 0640 "$EXAMPLE_CONFIG" "$DESTDIR/etc/ferry/ferry.toml"
     NEW_CONFIG=yes
-    echo "installed example config to $DESTDIR/etc/ferry/ferry.toml"
+    echo "installed the default config to $DESTDIR/etc/ferry/ferry.toml"
 fi
 
 if [ -n "$DESTDIR" ]; then

@@ -308,6 +308,14 @@ mod tests {
     }
 
     #[test]
+    fn the_config_the_systemd_install_ships_is_valid_and_uses_the_state_directory() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/ferry.toml");
+        let cfg = AgentConfig::load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!(cfg.data_dir, Path::new("/var/lib/ferry"));
+        assert!(cfg.embedded_enabled());
+    }
+
+    #[test]
     fn no_config_means_an_embedded_broker_and_one_stream_for_everything() {
         let cfg = AgentConfig::load(None, &HashMap::new()).unwrap();
         assert!(cfg.embedded_enabled());
