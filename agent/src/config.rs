@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 /// The stream and route Ferry uses when the configuration declares neither.
 pub const DEFAULT_STREAM: &str = "mqtt";
+/// `FERRY_` variables that belong to the command line, not to configuration keys.
+pub const CLI_VARIABLES: &[&str] = &["FERRY_CONFIG", "FERRY_URL", "FERRY_TOKEN"];
 /// The name of the implicit connection to the embedded broker.
 pub const EMBEDDED_CONNECTION: &str = "local";
 
@@ -80,6 +82,67 @@ impl Default for EmbeddedBrokerConfig {
     }
 }
 
+/// The local HTTP API for reader apps, the CLI and metrics scrapers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+    /// When set, every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (first line), instead of `token`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Larger request bodies are refused with 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: default_api_listen(),
+            token: None,
+            token_file: None,
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The token, read from `token_file` when that is set.
+    pub fn resolved_token(&self) -> Result<Option<String>, String> {
+        match (&self.token, &self.token_file) {
+            (Some(t), None) => Ok(Some(t.clone())),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                let token = text.lines().next().unwrap_or("").trim().to_string();
+                if token.is_empty() {
+                    return Err(format!("{} holds no token", f.display()));
+                }
+                Ok(Some(token))
+            }
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err("set token or token_file, not both".into()),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8470))
+}
+fn default_max_body() -> usize {
+    16 * 1024 * 1024
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1883))
 }
@@ -112,6 +175,8 @@ pub struct AgentConfig {
     pub retention_interval_ms: u64,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
     #[serde(default)]
     pub embedded_broker: EmbeddedBrokerConfig,
     #[serde(default)]
@@ -158,7 +223,7 @@ impl AgentConfig {
         }
         let overrides: config::Map<String, String> = env
             .iter()
-            .filter(|(k, _)| k.starts_with("FERRY_") && k.as_str() != "FERRY_CONFIG")
+            .filter(|(k, _)| k.starts_with("FERRY_") && !CLI_VARIABLES.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         builder = builder.add_source(
@@ -262,6 +327,14 @@ impl AgentConfig {
                         format!("broker {b:?} is not declared in [[brokers]]"),
                     ));
                 }
+            }
+        }
+        if self.api.enabled {
+            self.api
+                .resolved_token()
+                .map_err(|m| ("api.token".to_string(), m))?;
+            if self.api.max_body_bytes == 0 {
+                return Err(("api.max_body_bytes".into(), "must be greater than 0".into()));
             }
         }
         if self.embedded_enabled() && self.embedded_broker.max_payload_size_bytes == 0 {

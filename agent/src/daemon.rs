@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
-use crate::{broker, systemd};
+use crate::{api, broker, systemd};
 
 /// How long start-up waits for the sources' first subscription before reporting ready anyway
 /// (a broker that is down must not keep the service from starting: Ferry keeps retrying).
@@ -54,6 +54,22 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let token = shutdown.child_token();
         sources.spawn(async move { source.run(token, drain).await });
     }
+    let api_task = if cfg.api.enabled {
+        let token = cfg
+            .api
+            .resolved_token()
+            .map_err(|e| anyhow::anyhow!("api.token: {e}"))?;
+        let state = api::ApiState {
+            manager: manager.clone(),
+            ingest: Arc::new(metrics.clone()),
+            token: token.map(Into::into),
+            max_body_bytes: cfg.api.max_body_bytes,
+            shutdown: shutdown.clone(),
+        };
+        Some(tokio::spawn(api::bind(cfg.api.listen, state).await?))
+    } else {
+        None
+    };
     let retention = {
         let manager = manager.clone();
         let token = shutdown.clone();
@@ -122,6 +138,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let stop = async {
         while sources.join_next().await.is_some() {}
         let _ = retention.await;
+        if let Some(api) = api_task {
+            let _ = api.await;
+        }
     };
     if tokio::time::timeout(deadline, stop).await.is_err() {
         tracing::warn!(

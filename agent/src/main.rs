@@ -1,5 +1,6 @@
 //! The `ferry` binary: command line, configuration, logging, then the daemon.
 
+mod api;
 mod broker;
 mod config;
 mod daemon;

@@ -1,0 +1,226 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::ApiState;
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
+    }
+}
+
+pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+
+    let ingest: Vec<_> = state
+        .ingest
+        .iter()
+        .map(|(n, m)| (n.as_str(), m.snapshot()))
+        .collect();
+    let counters: [(
+        &str,
+        &str,
+        fn(&ferry_connectors::mqtt::IngestSnapshot) -> u64,
+    ); 7] = [
+        (
+            "ferry_mqtt_messages_received_total",
+            "MQTT messages received from the broker (redeliveries included).",
+            |s| s.messages_received,
+        ),
+        (
+            "ferry_mqtt_messages_stored_total",
+            "MQTT messages durable in every stream they route to.",
+            |s| s.messages_stored,
+        ),
+        (
+            "ferry_mqtt_bytes_stored_total",
+            "Payload bytes of stored MQTT messages.",
+            |s| s.bytes_stored,
+        ),
+        (
+            "ferry_mqtt_backpressure_waits_total",
+            "Retries of messages a stream refused (acks held back).",
+            |s| s.backpressure_waits,
+        ),
+        (
+            "ferry_mqtt_stale_acks_total",
+            "Acks not sent because their connection was gone (the broker redelivers).",
+            |s| s.stale_acks,
+        ),
+        (
+            "ferry_mqtt_connects_total",
+            "Successful connections to the broker.",
+            |s| s.connects,
+        ),
+        (
+            "ferry_mqtt_disconnects_total",
+            "Connections to the broker that were lost.",
+            |s| s.disconnects,
+        ),
+    ];
+    for (name, help, get) in counters {
+        f.head(name, "counter", help);
+        for (broker, s) in &ingest {
+            f.sample(name, &[("broker", broker)], get(s));
+        }
+    }
+    f.head(
+        "ferry_mqtt_messages_rejected_total",
+        "counter",
+        "MQTT messages not stored, by reason.",
+    );
+    for (broker, s) in &ingest {
+        f.sample(
+            "ferry_mqtt_messages_rejected_total",
+            &[("broker", broker), ("reason", "oversized")],
+            s.rejected_oversized,
+        );
+        f.sample(
+            "ferry_mqtt_messages_rejected_total",
+            &[("broker", broker), ("reason", "unroutable")],
+            s.rejected_unroutable,
+        );
+        f.sample(
+            "ferry_mqtt_messages_rejected_total",
+            &[("broker", broker), ("reason", "qos0_stream_refused")],
+            s.dropped_qos0,
+        );
+    }
+    f.head(
+        "ferry_mqtt_connected",
+        "gauge",
+        "1 while connected to the broker.",
+    );
+    for (broker, m) in state.ingest.iter() {
+        f.sample(
+            "ferry_mqtt_connected",
+            &[("broker", broker)],
+            u8::from(m.connected.load(Ordering::Relaxed)),
+        );
+    }
+
+    let mut streams = Vec::new();
+    for name in state.manager.list() {
+        if let Ok(d) = state.manager.describe(&name) {
+            streams.push(d);
+        }
+    }
+    type Get = fn(&ferry_stream_manager::StreamDescription) -> i128;
+    let stream_metrics: [(&str, &str, &str, Get); 10] = [
+        (
+            "ferry_stream_bytes",
+            "gauge",
+            "Bytes the stream occupies.",
+            |d| d.total_bytes.into(),
+        ),
+        (
+            "ferry_stream_records",
+            "gauge",
+            "Records the stream holds.",
+            |d| d.records.into(),
+        ),
+        (
+            "ferry_stream_first_sequence_number",
+            "gauge",
+            "Oldest sequence number still available.",
+            |d| d.first_sequence_number.into(),
+        ),
+        (
+            "ferry_stream_last_sequence_number",
+            "gauge",
+            "Newest sequence number (-1 while empty).",
+            |d| d.last_sequence_number.map_or(-1, i128::from),
+        ),
+        (
+            "ferry_stream_max_size_bytes",
+            "gauge",
+            "The stream's size limit.",
+            |d| d.definition.max_size_bytes.into(),
+        ),
+        (
+            "ferry_stream_appended_records_total",
+            "counter",
+            "Records appended since Ferry started.",
+            |d| d.counters.appended_records.into(),
+        ),
+        (
+            "ferry_stream_appended_bytes_total",
+            "counter",
+            "Bytes appended since Ferry started.",
+            |d| d.counters.appended_bytes.into(),
+        ),
+        (
+            "ferry_stream_rejected_records_total",
+            "counter",
+            "Records refused because the stream was full (reject_new_data).",
+            |d| d.counters.rejected_full_records.into(),
+        ),
+        (
+            "ferry_stream_damaged_ranges_total",
+            "counter",
+            "Damaged ranges found in segment files and skipped.",
+            |d| d.counters.damage.damaged_ranges.into(),
+        ),
+        (
+            "ferry_stream_fsyncs_total",
+            "counter",
+            "fsync rounds of the stream (group commit).",
+            |d| d.counters.sync_rounds.into(),
+        ),
+    ];
+    for (name, kind, help, get) in stream_metrics {
+        f.head(name, kind, help);
+        for d in &streams {
+            f.sample(name, &[("stream", &d.definition.name)], get(d));
+        }
+    }
+    f.head(
+        "ferry_stream_dropped_records_total",
+        "counter",
+        "Records removed by retention, by reason.",
+    );
+    for d in &streams {
+        f.sample(
+            "ferry_stream_dropped_records_total",
+            &[("stream", &d.definition.name), ("reason", "size")],
+            d.counters.dropped_by_size_records,
+        );
+        f.sample(
+            "ferry_stream_dropped_records_total",
+            &[("stream", &d.definition.name), ("reason", "ttl")],
+            d.counters.dropped_by_ttl_records,
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}

@@ -1,0 +1,133 @@
+//! The local HTTP/JSON API on 127.0.0.1 for reader apps, the CLI and metrics scrapers.
+//!
+//! ```text
+//! GET    /healthz                             liveness (never needs the token)
+//! GET    /metrics                             Prometheus text format
+//! GET    /v1/streams                          list (with storage status)
+//! POST   /v1/streams                          create (body: a stream definition)
+//! GET    /v1/streams/{name}                   describe
+//! PUT    /v1/streams/{name}                   update (limits, strategy, TTL, exports)
+//! DELETE /v1/streams/{name}                   delete
+//! POST   /v1/streams/{name}/records           append one record or a batch
+//! GET    /v1/streams/{name}/records?from=…    read (long poll with wait_ms; follow=true streams NDJSON)
+//! ```
+//! Errors are `{"error": {"code": "...", "message": "..."}}` with a stable code (see
+//! [`error::ApiError`]).
+
+mod error;
+mod metrics;
+mod records;
+mod streams;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use ferry_connectors::mqtt::IngestMetrics;
+use ferry_stream_manager::StreamManager;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub manager: Arc<StreamManager>,
+    pub ingest: Arc<Vec<(String, Arc<IngestMetrics>)>>,
+    pub token: Option<Arc<str>>,
+    pub max_body_bytes: usize,
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/metrics", get(metrics::render))
+        .route("/v1/streams", get(streams::list).post(streams::create))
+        .route(
+            "/v1/streams/:name",
+            get(streams::describe)
+                .put(streams::update)
+                .delete(streams::delete),
+        )
+        .route(
+            "/v1/streams/:name/records",
+            get(records::read).post(records::append),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        // Bodies are limited by the handlers themselves, so the refusal is a JSON error.
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .merge(api)
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            )
+        })
+        .with_state(state)
+}
+
+/// Binds the listener (so a taken port fails start-up) and returns the serving future.
+pub async fn bind(
+    addr: SocketAddr,
+    state: ApiState,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("the local API cannot listen on {addr} (set api.listen): {e}")
+    })?;
+    tracing::info!(listen = %addr, auth = state.token.is_some(), "local API listening");
+    let shutdown = state.shutdown.clone();
+    let app = router(state);
+    Ok(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "local API stopped");
+        }
+    })
+}
+
+async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return next.run(req).await;
+    }
+    let mut resp = ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid 'Authorization: Bearer <token>' header is required",
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        "www-authenticate",
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    resp
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
