@@ -42,11 +42,12 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         .iter()
         .map(|(n, m)| (n.as_str(), m.snapshot()))
         .collect();
-    let counters: [(
-        &str,
-        &str,
+    type Counter = (
+        &'static str,
+        &'static str,
         fn(&ferry_connectors::mqtt::IngestSnapshot) -> u64,
-    ); 7] = [
+    );
+    let counters: [Counter; 7] = [
         (
             "ferry_mqtt_messages_received_total",
             "MQTT messages received from the broker (redeliveries included).",
