@@ -242,6 +242,11 @@ impl AgentConfig {
 
     /// Fills in what the defaults imply and checks every section.
     fn resolve(mut self) -> Result<AgentConfig, (String, String)> {
+        self.streams = self
+            .streams
+            .into_iter()
+            .map(StreamDefinition::with_fitting_segments)
+            .collect();
         if self.streams.is_empty() && self.routes.is_empty() {
             self.streams.push(StreamDefinition::new(DEFAULT_STREAM));
             self.routes.push(Route {

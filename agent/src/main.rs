@@ -2,6 +2,7 @@
 
 mod api;
 mod broker;
+mod cli;
 mod config;
 mod daemon;
 mod logging;
@@ -34,6 +35,8 @@ enum Command {
         #[arg(long, short, env = "FERRY_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Inspect and change streams through the running daemon's local API.
+    Streams(cli::StreamsArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -51,6 +54,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
     match cli.command {
+        Command::Streams(args) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ferry: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(cli::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferry: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match AgentConfig::load(Some(&file), &env) {

@@ -110,6 +110,18 @@ impl StreamDefinition {
         }
     }
 
+    /// A stream smaller than the default segment size gets segments of a quarter of its size
+    /// (unless the segment size was set explicitly), so `max_size_bytes` alone declares a small
+    /// stream, and overwriting drops a quarter of it at a time rather than all of it.
+    pub fn with_fitting_segments(mut self) -> Self {
+        if self.segment_size_bytes == DEFAULT_SEGMENT_SIZE_BYTES
+            && self.max_size_bytes < DEFAULT_SEGMENT_SIZE_BYTES
+        {
+            self.segment_size_bytes = (self.max_size_bytes / 4).max(MIN_SEGMENT_SIZE_BYTES);
+        }
+        self
+    }
+
     pub fn validate(&self) -> Result<()> {
         validate_stream_name(&self.name)?;
         let bad = |msg: String| {
@@ -191,6 +203,19 @@ mod tests {
         def.segment_size_bytes = 8192;
         let err = def.validate().unwrap_err().to_string();
         assert!(err.contains("segment_size_bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_small_stream_gets_segments_of_a_quarter_of_its_size_unless_they_were_set() {
+        let mut def = StreamDefinition::new("s");
+        def.max_size_bytes = 100_000;
+        let def = def.with_fitting_segments();
+        assert_eq!(def.segment_size_bytes, 25_000);
+        assert!(def.validate().is_ok());
+        let mut explicit = StreamDefinition::new("s");
+        explicit.max_size_bytes = 100_000;
+        explicit.segment_size_bytes = 50_000;
+        assert_eq!(explicit.with_fitting_segments().segment_size_bytes, 50_000);
     }
 
     #[test]

@@ -131,6 +131,7 @@ impl StreamManager {
     }
 
     pub fn create_stream(&self, def: StreamDefinition) -> Result<Stream> {
+        let def = def.with_fitting_segments();
         def.validate()?;
         let mut streams = lock(&self.streams);
         if streams.contains_key(&def.name) {
@@ -160,7 +161,7 @@ impl StreamManager {
     pub fn ensure_stream(&self, def: StreamDefinition) -> Result<Stream> {
         match self.stream(&def.name) {
             Ok(s) => {
-                if s.state().def != def {
+                if s.state().def != def.clone().with_fitting_segments() {
                     self.update_stream(def)?;
                 }
                 Ok(s)
@@ -171,6 +172,7 @@ impl StreamManager {
     }
 
     pub fn update_stream(&self, def: StreamDefinition) -> Result<()> {
+        let def = def.with_fitting_segments();
         def.validate()?;
         let streams = lock(&self.streams);
         let entry = streams
