@@ -642,6 +642,7 @@ async fn every_cli_command_works_against_the_daemon() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     let _ = follow.kill();
+    let _ = follow.wait();
     assert_eq!(
         serde_json::from_str::<Value>(&line).unwrap()["payload"],
         "three"
