@@ -29,13 +29,18 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\nmax_body_bytes = 65536\n{token_line}\
+                "data_dir = \"{}\"\n[api]\nmax_body_bytes = 65536\n{token_line}\
                  [embedded_broker]\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
                 dir.join("data").display()
             ),
         )
         .unwrap();
-        let ferry = Ferry::start(&config, dir);
+        let ferry = Ferry::spawn(
+            &["run", "--config", config.to_str().unwrap()],
+            dir,
+            &[("FERRY_API__LISTEN", format!("127.0.0.1:{api_port}"))],
+        );
+        ferry.wait_log("ferry is ready", Duration::from_secs(20));
         Daemon {
             _ferry: ferry,
             api: format!("http://127.0.0.1:{api_port}"),

@@ -135,6 +135,10 @@ impl Ferry {
         // FERRYTEST_RUST_LOG raises the daemon's log level when a test needs a closer look.
         let log = std::env::var("FERRYTEST_RUST_LOG").unwrap_or_else(|_| "info,rumqttd=off".into());
         cmd.env("RUST_LOG", log);
+        // Every daemon gets its own API port unless the test picks one (tests run in parallel).
+        if !env.iter().any(|(k, _)| *k == "FERRY_API__LISTEN") {
+            cmd.env("FERRY_API__LISTEN", format!("127.0.0.1:{}", free_port()));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

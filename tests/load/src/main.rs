@@ -245,7 +245,7 @@ fn ferry_config(
     round: usize,
 ) -> Result<PathBuf> {
     let mut cfg = format!(
-        "data_dir = \"{}\"\n[log]\nstats_interval_ms = 20\n[[brokers]]\nname = \"load\"\nport = {port}\nclient_id = \"ferry-load-{port}-{streams}-{round}\"\n",
+        "data_dir = \"{}\"\n[api]\nenabled = false\n[log]\nstats_interval_ms = 20\n[[brokers]]\nname = \"load\"\nport = {port}\nclient_id = \"ferry-load-{port}-{streams}-{round}\"\n",
         data.display()
     );
     for i in 0..streams {
