@@ -350,6 +350,26 @@ fn print_description(out: &mut impl Write, v: &Value, json: bool) -> Result<()> 
         };
         writeln!(out, "{k:<34} {shown}")?;
     }
+    for e in v["exports"].as_array().into_iter().flatten() {
+        let dropped = e["records_dropped_by_retention"].as_u64().unwrap_or(0)
+            + e["records_skipped"].as_u64().unwrap_or(0);
+        let error = e["last_error"]
+            .as_str()
+            .map_or(String::new(), |err| format!(", last error: {err}"));
+        writeln!(
+            out,
+            "{:<34} {} ({}, priority {}): {}, checkpoint {}, lag {} records, sent {}, retries {}, dropped {dropped}{error}",
+            "export",
+            e["identifier"].as_str().unwrap_or(""),
+            e["kind"].as_str().unwrap_or(""),
+            e["priority"],
+            e["state"].as_str().unwrap_or(""),
+            e["checkpoint"],
+            e["lag_records"],
+            e["records_sent"],
+            e["retries"],
+        )?;
+    }
     for (k, val) in s["counters"].as_object().into_iter().flatten() {
         writeln!(out, "{:<34} {val}", format!("counters.{k}"))?;
     }

@@ -82,6 +82,15 @@ impl Default for EmbeddedBrokerConfig {
     }
 }
 
+/// Settings shared by every export.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// A cap on all exports together; higher-priority exports are served first under it.
+    #[serde(default)]
+    pub bandwidth_bytes_per_second: Option<u64>,
+}
+
 /// The local HTTP API for reader apps, the CLI and metrics scrapers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +186,8 @@ pub struct AgentConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub export: ExportConfig,
     #[serde(default)]
     pub embedded_broker: EmbeddedBrokerConfig,
     #[serde(default)]
@@ -283,6 +294,12 @@ impl AgentConfig {
                 format!("{:?} is not a log filter: {e}", self.log.level),
             )
         })?;
+        if self.export.bandwidth_bytes_per_second == Some(0) {
+            return Err((
+                "export.bandwidth_bytes_per_second".into(),
+                "must be greater than 0 (omit it for no cap)".into(),
+            ));
+        }
         if self.shutdown_timeout_ms == 0 {
             return Err((
                 "shutdown_timeout_ms".into(),

@@ -54,6 +54,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let token = shutdown.child_token();
         sources.spawn(async move { source.run(token, drain).await });
     }
+    let exports = crate::exports::Exports::new(
+        manager.clone(),
+        cfg.export.bandwidth_bytes_per_second,
+        shutdown.clone(),
+    );
+    exports.reconcile();
     let api_task = if cfg.api.enabled {
         let token = cfg
             .api
@@ -65,6 +71,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             token: token.map(Into::into),
             max_body_bytes: cfg.api.max_body_bytes,
             shutdown: shutdown.clone(),
+            exports: exports.clone(),
         };
         Some(tokio::spawn(api::bind(cfg.api.listen, state).await?))
     } else {
@@ -141,6 +148,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         if let Some(api) = api_task {
             let _ = api.await;
         }
+        exports.wait_stopped().await;
     };
     if tokio::time::timeout(deadline, stop).await.is_err() {
         tracing::warn!(

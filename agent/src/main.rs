@@ -5,6 +5,7 @@ mod broker;
 mod cli;
 mod config;
 mod daemon;
+mod exports;
 mod logging;
 mod systemd;
 

@@ -57,6 +57,19 @@ pub struct ExportDefinition {
     pub start_sequence_number: Option<u64>,
     #[serde(default)]
     pub disabled: bool,
+    /// What a permanent sink error (one retrying cannot fix) does to the export.
+    #[serde(default)]
+    pub on_permanent_error: PermanentErrorPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PermanentErrorPolicy {
+    /// Stop the export and say so in its status; the checkpoint stays before the batch.
+    #[default]
+    Pause,
+    /// Skip the refused batch (counted as dropped) and go on.
+    Skip,
 }
 
 fn default_priority() -> u8 {

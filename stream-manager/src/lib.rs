@@ -6,9 +6,11 @@
 //! after its bytes and, for a new segment, the directory entry were fsynced. A `memory` stream
 //! acknowledges at once and loses its records when the process ends.
 
+pub mod backoff;
 pub mod catalog;
 pub mod definition;
 pub mod error;
+pub mod export;
 pub mod fault;
 mod index;
 mod log;
@@ -21,7 +23,9 @@ pub mod storage;
 mod stream;
 mod sync;
 
-pub use definition::{ExportDefinition, Persistence, StrategyOnFull, StreamDefinition};
+pub use definition::{
+    ExportDefinition, PermanentErrorPolicy, Persistence, StrategyOnFull, StreamDefinition,
+};
 pub use error::{Error, Result};
 pub use log::DamageStats;
 pub use manager::{ManagerOptions, StreamManager};

@@ -7,6 +7,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use ferry_stream_manager::export::ExportStatus;
+
 use super::ApiState;
 
 fn escape(label: &str) -> String {
@@ -215,6 +217,111 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
             "ferry_stream_dropped_records_total",
             &[("stream", &d.definition.name), ("reason", "ttl")],
             d.counters.dropped_by_ttl_records,
+        );
+    }
+    let exports = state.exports.statuses(None);
+    let lag = |e: &ExportStatus| {
+        streams
+            .iter()
+            .find(|d| d.definition.name == e.stream)
+            .map_or(0, |d| {
+                d.next_sequence_number
+                    .saturating_sub(e.checkpoint.max(d.first_sequence_number))
+            })
+    };
+    type ExportGet = fn(&ExportStatus) -> u64;
+    let export_metrics: [(&str, &str, &str, ExportGet); 5] = [
+        (
+            "ferry_export_checkpoint",
+            "gauge",
+            "Next sequence number the export will send.",
+            |e| e.checkpoint,
+        ),
+        (
+            "ferry_export_records_sent_total",
+            "counter",
+            "Records the sink confirmed.",
+            |e| e.records_sent,
+        ),
+        (
+            "ferry_export_bytes_sent_total",
+            "counter",
+            "Payload bytes the sink confirmed.",
+            |e| e.bytes_sent,
+        ),
+        (
+            "ferry_export_retries_total",
+            "counter",
+            "Failed sends that were retried.",
+            |e| e.retries,
+        ),
+        (
+            "ferry_export_last_success_timestamp_ms",
+            "gauge",
+            "When the sink last confirmed a batch (0: never).",
+            |e| e.last_success_ms.unwrap_or(0).max(0) as u64,
+        ),
+    ];
+    for (name, kind, help, get) in export_metrics {
+        f.head(name, kind, help);
+        for e in &exports {
+            f.sample(
+                name,
+                &[("stream", &e.stream), ("export", &e.identifier)],
+                get(e),
+            );
+        }
+    }
+    f.head(
+        "ferry_export_lag_records",
+        "gauge",
+        "Records stored but not yet exported.",
+    );
+    for e in &exports {
+        f.sample(
+            "ferry_export_lag_records",
+            &[("stream", &e.stream), ("export", &e.identifier)],
+            lag(e),
+        );
+    }
+    f.head(
+        "ferry_export_records_dropped_total",
+        "counter",
+        "Records never exported, by reason.",
+    );
+    for e in &exports {
+        let labels = |reason| {
+            [
+                ("stream", e.stream.as_str()),
+                ("export", e.identifier.as_str()),
+                ("reason", reason),
+            ]
+        };
+        f.sample(
+            "ferry_export_records_dropped_total",
+            &labels("retention"),
+            e.records_dropped_by_retention,
+        );
+        f.sample(
+            "ferry_export_records_dropped_total",
+            &labels("permanent_error"),
+            e.records_skipped,
+        );
+    }
+    f.head(
+        "ferry_export_state",
+        "gauge",
+        "1 for the export's current state.",
+    );
+    for e in &exports {
+        f.sample(
+            "ferry_export_state",
+            &[
+                ("stream", &e.stream),
+                ("export", &e.identifier),
+                ("state", &e.state),
+            ],
+            1,
         );
     }
     (

@@ -41,6 +41,7 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     pub max_body_bytes: usize,
     pub shutdown: CancellationToken,
+    pub exports: Arc<crate::exports::Exports>,
 }
 
 pub fn router(state: ApiState) -> Router {

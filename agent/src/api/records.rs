@@ -14,14 +14,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use ferry_stream_manager::{NewRecord, ReadOptions, Record, Stream};
+use ferry_connectors::json::record_json;
+use ferry_stream_manager::{NewRecord, ReadOptions, Stream};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::streams::{body_bytes, parse_json};
 use super::{ApiError, ApiState};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+use ferry_connectors::json::BASE64 as B64;
 /// Longest a single read may wait; longer waits are a client's loop.
 const MAX_WAIT_MS: u64 = 300_000;
 const MAX_READ_COUNT: usize = 10_000;
@@ -43,19 +44,6 @@ struct InRecord {
     payload_base64: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
-}
-
-pub fn record_json(r: &Record) -> Value {
-    let mut v = json!({
-        "sequence_number": r.sequence_number,
-        "timestamp_ms": r.timestamp_ms,
-        "metadata": r.metadata,
-        "payload_base64": B64.encode(&r.payload),
-    });
-    if let Ok(text) = std::str::from_utf8(&r.payload) {
-        v["payload"] = json!(text);
-    }
-    v
 }
 
 pub async fn append(

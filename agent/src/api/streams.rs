@@ -37,9 +37,31 @@ pub async fn parse_json<T: DeserializeOwned>(state: &ApiState, body: Body) -> Re
     })
 }
 
-pub fn description_json(d: &StreamDescription) -> Value {
+/// A stream's definition and status, with the status of its exports (lag included).
+pub fn description_json(state: &ApiState, d: &StreamDescription) -> Value {
     let c = &d.counters;
+    let exports: Vec<Value> = state
+        .exports
+        .statuses(Some(&d.definition.name))
+        .into_iter()
+        .map(|e| {
+            let lag_records = d
+                .next_sequence_number
+                .saturating_sub(e.checkpoint.max(d.first_sequence_number));
+            // Bytes are estimated from the stream's average record size.
+            let lag_bytes = d
+                .total_bytes
+                .saturating_mul(lag_records)
+                .checked_div(d.records)
+                .unwrap_or(0);
+            let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+            v["lag_records"] = json!(lag_records);
+            v["lag_bytes"] = json!(lag_bytes);
+            v
+        })
+        .collect();
     json!({
+        "exports": exports,
         "name": d.definition.name,
         "definition": d.definition,
         "status": {
@@ -68,7 +90,7 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
     let mut out = Vec::new();
     for name in state.manager.list() {
         match state.manager.describe(&name) {
-            Ok(d) => out.push(description_json(&d)),
+            Ok(d) => out.push(description_json(&state, &d)),
             // Deleted between list and describe: not part of the answer.
             Err(ferry_stream_manager::Error::StreamNotFound(_)) => {}
             Err(e) => return Err(e.into()),
@@ -80,9 +102,10 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
 pub async fn create(State(state): State<ApiState>, body: Body) -> Result<Response, ApiError> {
     let def: StreamDefinition = parse_json(&state, body).await?;
     let stream = state.manager.create_stream(def)?;
+    state.exports.reconcile();
     Ok((
         StatusCode::CREATED,
-        Json(description_json(&stream.describe()?)),
+        Json(description_json(&state, &stream.describe()?)),
     )
         .into_response())
 }
@@ -91,7 +114,10 @@ pub async fn describe(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(description_json(&state.manager.describe(&name)?)))
+    Ok(Json(description_json(
+        &state,
+        &state.manager.describe(&name)?,
+    )))
 }
 
 pub async fn update(
@@ -107,7 +133,11 @@ pub async fn update(
         ));
     }
     state.manager.update_stream(def)?;
-    Ok(Json(description_json(&state.manager.describe(&name)?)))
+    state.exports.reconcile();
+    Ok(Json(description_json(
+        &state,
+        &state.manager.describe(&name)?,
+    )))
 }
 
 pub async fn delete(
@@ -115,5 +145,6 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.manager.delete_stream(&name)?;
+    state.exports.reconcile();
     Ok(StatusCode::NO_CONTENT)
 }

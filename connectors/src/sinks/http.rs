@@ -1,0 +1,215 @@
+//! HTTP sink: POSTs a batch as newline-delimited JSON (default) or a JSON array of records.
+//! 2xx commits; 408, 429 and 5xx are retried (honouring `Retry-After` in seconds); other 4xx
+//! are permanent; network errors and timeouts are retried.
+//!
+//! Settings: `url` (required), `format` (`ndjson` | `json_array`), `headers` (name → value),
+//! `timeout_ms` (30000), `max_batch_records` (500), `max_batch_bytes` (5 MiB),
+//! `max_record_bytes` (1 MiB).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ferry_stream_manager::export::{SendFuture, Sink, SinkError, SinkLimits};
+use ferry_stream_manager::Record;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use serde::Deserialize;
+
+use crate::json::record_json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Ndjson,
+    JsonArray,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub url: String,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_records")]
+    pub max_batch_records: usize,
+    #[serde(default = "default_bytes")]
+    pub max_batch_bytes: u64,
+    #[serde(default = "default_record_bytes")]
+    pub max_record_bytes: u64,
+}
+
+fn default_timeout() -> u64 {
+    30_000
+}
+fn default_records() -> usize {
+    500
+}
+fn default_bytes() -> u64 {
+    5 * 1024 * 1024
+}
+fn default_record_bytes() -> u64 {
+    1024 * 1024
+}
+
+pub struct HttpSink {
+    settings: HttpSettings,
+    client: reqwest::Client,
+}
+
+impl HttpSink {
+    pub fn from_settings(
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<HttpSink, String> {
+        let s: HttpSettings = serde_json::from_value(serde_json::Value::Object(settings.clone()))
+            .map_err(|e| format!("http sink settings: {e}"))?;
+        let url = reqwest::Url::parse(&s.url)
+            .map_err(|e| format!("http sink settings: url {:?}: {e}", s.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "http sink settings: url {:?} must be http or https",
+                s.url
+            ));
+        }
+        if s.max_batch_records == 0 || s.max_batch_bytes == 0 || s.max_record_bytes == 0 {
+            return Err("http sink settings: max_batch_records, max_batch_bytes and max_record_bytes must be > 0".into());
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in &s.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("http sink settings: header {k:?}: {e}"))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|e| format!("http sink settings: header {k:?}: {e}"))?;
+            headers.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_millis(s.timeout_ms))
+            .build()
+            .map_err(|e| format!("http sink: {e}"))?;
+        Ok(HttpSink {
+            settings: s,
+            client,
+        })
+    }
+
+    fn body(&self, records: &[Record]) -> (Vec<u8>, &'static str) {
+        match self.settings.format {
+            Format::Ndjson => {
+                let mut out = Vec::new();
+                for r in records {
+                    out.extend_from_slice(record_json(r).to_string().as_bytes());
+                    out.push(b'\n');
+                }
+                (out, "application/x-ndjson")
+            }
+            Format::JsonArray => {
+                let all: Vec<_> = records.iter().map(record_json).collect();
+                (
+                    serde_json::Value::Array(all).to_string().into_bytes(),
+                    "application/json",
+                )
+            }
+        }
+    }
+}
+
+/// Classifies a response status: `None` for success.
+pub fn classify(status: u16, retry_after: Option<&str>) -> Option<SinkError> {
+    let reason = format!("HTTP {status}");
+    match status {
+        200..=299 => None,
+        408 | 429 | 500..=599 => Some(SinkError::Retryable {
+            reason,
+            retry_after: retry_after
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        }),
+        _ => Some(SinkError::Permanent { reason }),
+    }
+}
+
+impl Sink for HttpSink {
+    fn limits(&self) -> SinkLimits {
+        SinkLimits {
+            max_records: self.settings.max_batch_records,
+            max_bytes: self.settings.max_batch_bytes,
+            max_record_bytes: self.settings.max_record_bytes,
+        }
+    }
+
+    fn send<'a>(&'a self, records: &'a [Record]) -> SendFuture<'a> {
+        Box::pin(async move {
+            let (body, content_type) = self.body(records);
+            let resp = self
+                .client
+                .post(&self.settings.url)
+                .header(CONTENT_TYPE, content_type)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| SinkError::Retryable {
+                    reason: format!("POST {}: {e}", self.settings.url),
+                    retry_after: None,
+                })?;
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match classify(resp.status().as_u16(), retry_after.as_deref()) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_http_clients_expect() {
+        assert!(classify(204, None).is_none());
+        assert_eq!(
+            classify(429, Some("7")),
+            Some(SinkError::Retryable {
+                reason: "HTTP 429".into(),
+                retry_after: Some(Duration::from_secs(7))
+            })
+        );
+        assert!(matches!(
+            classify(503, None),
+            Some(SinkError::Retryable {
+                retry_after: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(400, None),
+            Some(SinkError::Permanent { .. })
+        ));
+        assert!(matches!(
+            classify(404, None),
+            Some(SinkError::Permanent { .. })
+        ));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let bad = serde_json::json!({"url": "ftp://x"});
+        assert!(HttpSink::from_settings(bad.as_object().unwrap())
+            .err()
+            .unwrap()
+            .contains("http or https"));
+        let unknown = serde_json::json!({"url": "http://x", "verb": "PUT"});
+        assert!(HttpSink::from_settings(unknown.as_object().unwrap())
+            .err()
+            .unwrap()
+            .contains("verb"));
+    }
+}

@@ -1,0 +1,51 @@
+//! Export scheduling: each export of a stream reads from its checkpoint, batches within the
+//! sink's limits, sends, and moves its checkpoint (in the catalog) only after the sink
+//! confirmed. Delivery is at-least-once: a crash between the sink's confirmation and the
+//! checkpoint's commit sends that batch again, so duplicates are bounded by one batch per export.
+//!
+//! The sinks live in the connectors crate and implement [`Sink`]; this module knows nothing of
+//! HTTP or AWS. [`Bandwidth`] shares an optional byte-rate cap among exports, highest priority
+//! first.
+
+mod bandwidth;
+mod task;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use bandwidth::Bandwidth;
+pub use task::{run_export, ExportStatus, ExportStatusHandle};
+
+use crate::record::Record;
+
+/// How much one call to a sink may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkLimits {
+    pub max_records: usize,
+    pub max_bytes: u64,
+    /// A larger record can never be sent: it is handled as a permanent error.
+    pub max_record_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying (network down, 5xx, throttling). `retry_after` is the sink's own hint.
+    #[error("{reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot fix it (4xx, a record the sink refuses as invalid).
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+
+/// A destination for exported records. `send` succeeds only once the sink confirmed every
+/// record of the batch (a sink that reports partial failures retries those itself).
+pub trait Sink: Send + Sync {
+    fn limits(&self) -> SinkLimits;
+    fn send<'a>(&'a self, records: &'a [Record]) -> SendFuture<'a>;
+}
