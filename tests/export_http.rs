@@ -1,0 +1,391 @@
+//! Export to an HTTP sink the test controls: a sink that is down and comes back, 5xx and 429
+//! with Retry-After, permanent 4xx under each policy, Ferry SIGKILLed mid-export, and priorities
+//! under a bandwidth cap.
+
+mod support;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{json, Value};
+use support::{free_port, Ferry};
+
+/// The test's HTTP sink: answers from a script (then 200), records what it accepted.
+#[derive(Default)]
+struct SinkState {
+    script: VecDeque<(u16, Option<u64>)>,
+    delay: Duration,
+    /// (path, sequence numbers, when) of every accepted request.
+    accepted: Vec<(String, Vec<u64>, Instant)>,
+    /// When each request arrived, accepted or not.
+    arrivals: Vec<(Instant, u16)>,
+}
+
+type Shared = Arc<Mutex<SinkState>>;
+
+async fn ingest(
+    State(s): State<Shared>,
+    Path(path): Path<String>,
+    body: String,
+) -> impl IntoResponse {
+    let (status, retry_after, delay) = {
+        let mut st = s.lock().unwrap();
+        let (status, ra) = st.script.pop_front().unwrap_or((200, None));
+        st.arrivals.push((Instant::now(), status));
+        (status, ra, st.delay)
+    };
+    tokio::time::sleep(delay).await;
+    if status == 200 {
+        let seqs = body
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["sequence_number"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        s.lock()
+            .unwrap()
+            .accepted
+            .push((path, seqs, Instant::now()));
+    }
+    let mut resp = StatusCode::from_u16(status).unwrap().into_response();
+    if let Some(ra) = retry_after {
+        resp.headers_mut()
+            .insert("retry-after", ra.to_string().parse().unwrap());
+    }
+    resp
+}
+
+async fn start_sink(port: u16, state: Shared) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new()
+        .route("/:path", axum::routing::post(ingest))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    })
+}
+
+struct Daemon {
+    ferry: Option<Ferry>,
+    api: String,
+    config: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    fn start(dir: &std::path::Path, extra: &str) -> Daemon {
+        let config = dir.join("ferry.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n{extra}\n[embedded_broker]\nlisten = \"127.0.0.1:{}\"\n",
+                dir.join("data").display(),
+                free_port()
+            ),
+        )
+        .unwrap();
+        let mut d = Daemon {
+            ferry: None,
+            api: String::new(),
+            config,
+            dir: dir.to_owned(),
+            http: reqwest::Client::new(),
+        };
+        d.restart();
+        d
+    }
+
+    fn restart(&mut self) {
+        let port = free_port();
+        let ferry = Ferry::spawn(
+            &["run", "--config", self.config.to_str().unwrap()],
+            &self.dir,
+            &[("FERRY_API__LISTEN", format!("127.0.0.1:{port}"))],
+        );
+        ferry.wait_log("ferry is ready", Duration::from_secs(20));
+        self.api = format!("http://127.0.0.1:{port}");
+        self.ferry = Some(ferry);
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn fill(&self, stream: &str, n: usize, size: usize) {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let records: Vec<Value> = chunk
+                .iter()
+                .map(|i| json!({"payload": format!("{i:0>size$}")}))
+                .collect();
+            self.call(
+                reqwest::Method::POST,
+                &format!("/v1/streams/{stream}/records"),
+                json!({"records": records}),
+            )
+            .await;
+        }
+    }
+
+    async fn export_status(&self, stream: &str) -> Value {
+        let v: Value = self
+            .http
+            .get(format!("{}/v1/streams/{stream}", self.api))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["exports"][0].clone()
+    }
+
+    async fn wait_export(&self, stream: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let s = self.export_status(stream).await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "export never {what}: {s}\n{}",
+                self.ferry.as_ref().unwrap().logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn export(id: &str, url: &str, extra: Value) -> Value {
+    let mut e = json!({"identifier": id, "kind": "http", "settings": {"url": url}, "batch_size": 20, "batch_interval_ms": 50});
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+fn delivered(state: &Shared, path: &str) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for (p, seqs, _) in &state.lock().unwrap().accepted {
+        if p == path {
+            for s in seqs {
+                *out.entry(*s).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_was_down_gets_every_record_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "");
+    let port = free_port(); // nothing listens yet: connection refused
+    let url = format!("http://127.0.0.1:{port}/down");
+    d.call(
+        reqwest::Method::POST,
+        "/v1/streams",
+        json!({"name": "s", "exports": [export("e", &url, json!({}))]}),
+    )
+    .await;
+    d.fill("s", 100, 10).await;
+    let s = d
+        .wait_export("s", "retried", |s| {
+            s["state"] == "retrying" && s["retries"].as_u64() >= Some(2)
+        })
+        .await;
+    assert_eq!(s["checkpoint"], 0);
+    assert!(s["last_error"].as_str().unwrap().contains("POST"), "{s}");
+    let sink: Shared = Arc::default();
+    let _server = start_sink(port, sink.clone()).await;
+    d.wait_export("s", "caught up", |s| {
+        s["checkpoint"] == 100 && s["state"] == "running"
+    })
+    .await;
+    let got = delivered(&sink, "down");
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>()
+    );
+    assert!(
+        got.values().all(|&n| n == 1),
+        "no duplicates without a crash"
+    );
+    let s = d.export_status("s").await;
+    assert_eq!(
+        (s["records_sent"].as_u64(), s["lag_records"].as_u64()),
+        (Some(100), Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_429_are_retried_honouring_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "");
+    let sink: Shared = Arc::default();
+    sink.lock().unwrap().script =
+        VecDeque::from([(500, None), (503, None), (429, Some(1)), (200, None)]);
+    let port = free_port();
+    let _server = start_sink(port, sink.clone()).await;
+    d.call(reqwest::Method::POST, "/v1/streams", json!({"name": "s"}))
+        .await;
+    d.fill("s", 30, 10).await;
+    let url = format!("http://127.0.0.1:{port}/flaky");
+    d.call(
+        reqwest::Method::PUT,
+        "/v1/streams/s",
+        json!({"name": "s", "exports": [export("e", &url, json!({}))]}),
+    )
+    .await;
+    let s = d
+        .wait_export("s", "delivered", |s| s["checkpoint"] == 30)
+        .await;
+    assert!(s["retries"].as_u64().unwrap() >= 3, "{s}");
+    assert_eq!(delivered(&sink, "flaky").len(), 30);
+    let arrivals = sink.lock().unwrap().arrivals.clone();
+    let after_429 = arrivals.iter().position(|(_, st)| *st == 429).unwrap();
+    let gap = arrivals[after_429 + 1].0 - arrivals[after_429].0;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured ({gap:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_pauses_or_skips_per_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "");
+    let sink: Shared = Arc::default();
+    sink.lock().unwrap().script = VecDeque::from([(400, None), (400, None)]);
+    let port = free_port();
+    let _server = start_sink(port, sink.clone()).await;
+    d.call(reqwest::Method::POST, "/v1/streams", json!({"name": "p"}))
+        .await;
+    d.fill("p", 20, 10).await;
+    let url = format!("http://127.0.0.1:{port}/perm");
+    d.call(
+        reqwest::Method::PUT,
+        "/v1/streams/p",
+        json!({"name": "p", "exports": [export("e", &url, json!({}))]}),
+    )
+    .await;
+    let s = d
+        .wait_export("p", "paused", |s| s["state"] == "paused")
+        .await;
+    assert_eq!(
+        (s["checkpoint"].as_u64(), s["last_error"].as_str()),
+        (Some(0), Some("HTTP 400"))
+    );
+    // The same refusal with on_permanent_error = skip: the batch is skipped and counted.
+    d.call(
+        reqwest::Method::PUT,
+        "/v1/streams/p",
+        json!({"name": "p", "exports": [export("e", &url, json!({"on_permanent_error": "skip"}))]}),
+    )
+    .await;
+    d.fill("p", 20, 10).await;
+    let s = d
+        .wait_export("p", "moved on", |s| s["checkpoint"] == 40)
+        .await;
+    assert_eq!(s["records_skipped"], 20, "{s}");
+    assert_eq!(
+        delivered(&sink, "perm").len(),
+        20,
+        "the batch after the skipped one arrived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_mid_export_resumes_from_the_checkpoint_with_at_most_one_batch_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(dir.path(), "");
+    let sink: Shared = Arc::default();
+    sink.lock().unwrap().delay = Duration::from_millis(30);
+    let port = free_port();
+    let _server = start_sink(port, sink.clone()).await;
+    let url = format!("http://127.0.0.1:{port}/kill");
+    d.call(reqwest::Method::POST, "/v1/streams", json!({"name": "k"}))
+        .await;
+    d.fill("k", 600, 10).await;
+    d.call(
+        reqwest::Method::PUT,
+        "/v1/streams/k",
+        json!({"name": "k", "exports": [export("e", &url, json!({}))]}),
+    )
+    .await;
+    d.wait_export("k", "under way", |s| s["checkpoint"].as_u64() >= Some(100))
+        .await;
+    d.ferry.take().unwrap().kill9();
+    let before = delivered(&sink, "kill").len();
+    assert!(before < 600, "the kill came too late to test anything");
+    d.restart();
+    d.wait_export("k", "finished", |s| s["checkpoint"] == 600)
+        .await;
+    let got = delivered(&sink, "kill");
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (0..600).collect::<Vec<_>>(),
+        "nothing lost"
+    );
+    let duplicates: usize = got.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= 20,
+        "{duplicates} duplicates; at most one batch (20) may be sent twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_bandwidth_cap_the_high_priority_backlog_drains_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "[export]\nbandwidth_bytes_per_second = 40000\n");
+    let sink: Shared = Arc::default();
+    let port = free_port();
+    let _server = start_sink(port, sink.clone()).await;
+    for s in ["low", "high"] {
+        d.call(reqwest::Method::POST, "/v1/streams", json!({"name": s}))
+            .await;
+        d.fill(s, 100, 400).await;
+    }
+    // The low-priority export starts first; the high-priority one must still drain first.
+    for (s, prio) in [("low", 9), ("high", 1)] {
+        let url = format!("http://127.0.0.1:{port}/{s}");
+        d.call(
+            reqwest::Method::PUT,
+            &format!("/v1/streams/{s}"),
+            json!({"name": s, "exports": [export("e", &url, json!({"priority": prio}))]}),
+        )
+        .await;
+    }
+    d.wait_export("low", "drained", |s| s["checkpoint"] == 100)
+        .await;
+    let accepted = sink.lock().unwrap().accepted.clone();
+    let last_high = accepted.iter().rposition(|(p, _, _)| p == "high").unwrap();
+    let low_before: usize = accepted[..last_high]
+        .iter()
+        .filter(|(p, _, _)| p == "low")
+        .map(|(_, s, _)| s.len())
+        .sum();
+    assert!(
+        low_before <= 20,
+        "{low_before} low-priority records went before the high-priority backlog was done"
+    );
+    assert_eq!(delivered(&sink, "high").len(), 100);
+    assert_eq!(delivered(&sink, "low").len(), 100);
+}
