@@ -1,6 +1,8 @@
 //! The catalog: stream definitions, memory streams' sequence floors and (for the exporter)
-//! export checkpoints, in SQLite (`catalog.sqlite` in the data directory, WAL journal,
-//! `synchronous=FULL`, so a committed change survives power loss).
+//! export checkpoints, in SQLite (`catalog.sqlite` in the data directory, WAL journal).
+//! Definitions are committed with `synchronous=FULL` (a committed change survives power loss);
+//! checkpoints with `synchronous=NORMAL` (they survive a crash of the process; a power cut may
+//! roll them back, which resends records but never skips any).
 //!
 //! Schema versions are numbered by `PRAGMA user_version`; [`MIGRATIONS`] holds one script per
 //! version and each runs in the same transaction as the version bump, so an interrupted
@@ -42,6 +44,10 @@ pub struct StoredStream {
 
 pub struct Catalog {
     conn: Connection,
+    /// Export checkpoints are written often (once per batch) and only ever cost duplicates if
+    /// one is lost, so they use their own connection with `synchronous=NORMAL`: a commit
+    /// survives a process crash (it is in the WAL) but not necessarily a power cut.
+    checkpoints: Connection,
     path: PathBuf,
 }
 
@@ -59,8 +65,13 @@ impl Catalog {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        let checkpoints = Connection::open(path)?;
+        checkpoints.pragma_update(None, "synchronous", "NORMAL")?;
+        checkpoints.pragma_update(None, "foreign_keys", "ON")?;
+        checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Catalog {
             conn,
+            checkpoints,
             path: path.to_owned(),
         })
     }
@@ -153,7 +164,7 @@ impl Catalog {
         export_id: &str,
         next_sequence_number: u64,
     ) -> Result<()> {
-        self.conn.execute(
+        self.checkpoints.execute(
             "INSERT INTO export_checkpoints (stream_id, export_id, next_sequence_number, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (stream_id, export_id) DO UPDATE SET
@@ -165,7 +176,7 @@ impl Catalog {
 
     pub fn checkpoint(&self, stream_id: i64, export_id: &str) -> Result<Option<u64>> {
         Ok(self
-            .conn
+            .checkpoints
             .query_row(
                 "SELECT next_sequence_number FROM export_checkpoints WHERE stream_id = ?1 AND export_id = ?2",
                 params![stream_id, export_id],

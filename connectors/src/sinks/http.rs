@@ -1,4 +1,6 @@
-//! HTTP sink: POSTs a batch as newline-delimited JSON (default) or a JSON array of records.
+//! HTTP sink: POSTs a batch as newline-delimited JSON (default) or a JSON array of records, each
+//! `{"sequence_number", "timestamp_ms", "metadata", "payload"}` (`payload_base64` instead of
+//! `payload` when the payload is not valid UTF-8).
 //! 2xx commits; 408, 429 and 5xx are retried (honouring `Retry-After` in seconds); other 4xx
 //! are permanent; network errors and timeouts are retried.
 //!
@@ -14,7 +16,7 @@ use ferry_stream_manager::Record;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
 
-use crate::json::record_json;
+use crate::json::write_export_json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -99,19 +101,24 @@ impl HttpSink {
     fn body(&self, records: &[Record]) -> (Vec<u8>, &'static str) {
         match self.settings.format {
             Format::Ndjson => {
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(records.len() * 256);
                 for r in records {
-                    out.extend_from_slice(record_json(r).to_string().as_bytes());
+                    write_export_json(&mut out, r);
                     out.push(b'\n');
                 }
                 (out, "application/x-ndjson")
             }
             Format::JsonArray => {
-                let all: Vec<_> = records.iter().map(record_json).collect();
-                (
-                    serde_json::Value::Array(all).to_string().into_bytes(),
-                    "application/json",
-                )
+                let mut out = Vec::with_capacity(records.len() * 256);
+                out.push(b'[');
+                for (i, r) in records.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_export_json(&mut out, r);
+                }
+                out.push(b']');
+                (out, "application/json")
             }
         }
     }

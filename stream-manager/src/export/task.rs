@@ -90,16 +90,23 @@ pub async fn run_export(
         .batch_interval_ms
         .map_or(DEFAULT_BATCH_INTERVAL, Duration::from_millis);
     set(&|s| s.state = "running".into());
-    loop {
+    let read_from = |from: u64| {
+        let stream = stream.clone();
         let opts = ReadOptions {
-            from: next,
+            from,
             min_count: max_count,
             max_count,
             max_bytes,
             timeout: interval,
         };
+        // Spawned so that the next batch is read from disk while the current one is sent.
+        tokio::spawn(async move { stream.read(opts).await })
+    };
+    let mut prefetch = None;
+    loop {
+        let pending = prefetch.take().unwrap_or_else(|| read_from(next));
         let read = tokio::select! {
-            r = stream.read(opts) => r,
+            r = pending => r.unwrap_or_else(|e| Err(Error::InvalidRead(format!("read task failed: {e}")))),
             _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
         };
         let mut batch = match read {
@@ -154,6 +161,7 @@ pub async fn run_export(
             Some(last) => last.sequence_number + 1,
             None => next, // everything skipped: only the checkpoint moves
         };
+        prefetch = Some(read_from(end));
         if !batch.is_empty() {
             let bytes: u64 = batch.iter().map(|r| r.payload.len() as u64).sum();
             tokio::select! {
