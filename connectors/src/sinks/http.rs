@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ferry_stream_manager::export::{SendFuture, Sink, SinkError, SinkLimits};
+use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkError, SinkLimits};
 use ferry_stream_manager::Record;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
@@ -98,6 +98,13 @@ impl HttpSink {
         })
     }
 
+    fn content_type(&self) -> &'static str {
+        match self.settings.format {
+            Format::Ndjson => "application/x-ndjson",
+            Format::JsonArray => "application/json",
+        }
+    }
+
     fn body(&self, records: &[Record]) -> (Vec<u8>, &'static str) {
         match self.settings.format {
             Format::Ndjson => {
@@ -148,9 +155,19 @@ impl Sink for HttpSink {
         }
     }
 
-    fn send<'a>(&'a self, records: &'a [Record]) -> SendFuture<'a> {
+    fn encode(&self, records: &[Record]) -> Option<bytes::Bytes> {
+        Some(self.body(records).0.into())
+    }
+
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
         Box::pin(async move {
-            let (body, content_type) = self.body(records);
+            let (body, content_type) = match &batch.body {
+                Some(b) => (b.clone(), self.content_type()),
+                None => {
+                    let (b, t) = self.body(&batch.records);
+                    (bytes::Bytes::from(b), t)
+                }
+            };
             let resp = self
                 .client
                 .post(&self.settings.url)

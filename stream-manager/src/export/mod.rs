@@ -43,9 +43,20 @@ pub enum SinkError {
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
 
+/// Records to send, with the request body the sink encoded for them ahead of time (while the
+/// previous batch was in flight), if it encodes bodies at all.
+pub struct Batch {
+    pub records: Vec<Record>,
+    pub body: Option<bytes::Bytes>,
+}
+
 /// A destination for exported records. `send` succeeds only once the sink confirmed every
 /// record of the batch (a sink that reports partial failures retries those itself).
 pub trait Sink: Send + Sync {
     fn limits(&self) -> SinkLimits;
-    fn send<'a>(&'a self, records: &'a [Record]) -> SendFuture<'a>;
+    /// Encodes a request body for `records`; `None` when the sink builds requests in `send`.
+    fn encode(&self, _records: &[Record]) -> Option<bytes::Bytes> {
+        None
+    }
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a>;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Bandwidth, Sink, SinkError};
+use super::{Bandwidth, Batch, Sink, SinkError};
 use crate::backoff::Backoff;
 use crate::definition::{ExportDefinition, PermanentErrorPolicy};
 use crate::error::Error;
@@ -92,6 +92,7 @@ pub async fn run_export(
     set(&|s| s.state = "running".into());
     let read_from = |from: u64| {
         let stream = stream.clone();
+        let sink = sink.clone();
         let opts = ReadOptions {
             from,
             min_count: max_count,
@@ -99,8 +100,12 @@ pub async fn run_export(
             max_bytes,
             timeout: interval,
         };
-        // Spawned so that the next batch is read from disk while the current one is sent.
-        tokio::spawn(async move { stream.read(opts).await })
+        // Spawned so that the next batch is read and encoded while the current one is sent.
+        tokio::spawn(async move {
+            let records = stream.read(opts).await?;
+            let body = sink.encode(&records);
+            Ok::<_, Error>(Batch { records, body })
+        })
     };
     let mut prefetch = None;
     loop {
@@ -109,8 +114,8 @@ pub async fn run_export(
             r = pending => r.unwrap_or_else(|e| Err(Error::InvalidRead(format!("read task failed: {e}")))),
             _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
         };
-        let mut batch = match read {
-            Ok(b) => b,
+        let (mut batch, mut body) = match read {
+            Ok(Batch { records, body }) => (records, body),
             Err(Error::SequenceTrimmed { oldest, .. }) => {
                 let lost = oldest - next;
                 tracing::warn!(stream = %stream_name, export = %def.identifier, records = lost, "retention removed records before they were exported");
@@ -155,6 +160,7 @@ pub async fn run_export(
                 .await;
             }
             batch.retain(|r| r.payload.len() as u64 <= limits.max_record_bytes);
+            body = sink.encode(&batch);
             set(&|s| s.records_skipped += too_big);
         }
         let end = match batch.last() {
@@ -162,8 +168,12 @@ pub async fn run_export(
             None => next, // everything skipped: only the checkpoint moves
         };
         prefetch = Some(read_from(end));
-        if !batch.is_empty() {
-            let bytes: u64 = batch.iter().map(|r| r.payload.len() as u64).sum();
+        let batch = Batch {
+            records: batch,
+            body,
+        };
+        if !batch.records.is_empty() {
+            let bytes: u64 = batch.records.iter().map(|r| r.payload.len() as u64).sum();
             tokio::select! {
                 _ = bandwidth.acquire(def.priority, bytes) => {}
                 _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
@@ -178,7 +188,7 @@ pub async fn run_export(
                     Ok(()) => {
                         set(&|s| {
                             s.state = "running".into();
-                            s.records_sent += batch.len() as u64;
+                            s.records_sent += batch.records.len() as u64;
                             s.bytes_sent += bytes;
                             s.batches_sent += 1;
                             s.last_success_ms = Some(now_ms());
@@ -215,9 +225,9 @@ pub async fn run_export(
                             )
                             .await;
                         }
-                        tracing::warn!(stream = %stream_name, export = %def.identifier, records = batch.len(), error = %reason, "sink refused a batch for good; skipped (on_permanent_error = skip)");
+                        tracing::warn!(stream = %stream_name, export = %def.identifier, records = batch.records.len(), error = %reason, "sink refused a batch for good; skipped (on_permanent_error = skip)");
                         set(&|s| {
-                            s.records_skipped += batch.len() as u64;
+                            s.records_skipped += batch.records.len() as u64;
                             s.last_error = Some(reason.clone());
                         });
                         break;
