@@ -15,6 +15,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || $SUDO service mosquitto stop >/dev/null 2>&1 || true
 fi
 
+# The AWS API emulator for the Kinesis / Firehose / S3 sink tests, in the project's own venv.
+if [ ! -x .venv/bin/moto_server ]; then
+  echo "== installing moto[server] into .venv (pip)"
+  command -v python3 >/dev/null || { echo "python3 is needed for the AWS emulator" >&2; exit 1; }
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.2,<6'
+fi
+export FERRYTEST_MOTO_SERVER="$PWD/.venv/bin/moto_server"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

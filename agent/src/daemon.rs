@@ -54,8 +54,14 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         let token = shutdown.child_token();
         sources.spawn(async move { source.run(token, drain).await });
     }
+    // Sinks get the environment (AWS credentials, region) as data: libraries do not read it.
+    let sink_env = ferry_connectors::sinks::SinkEnv {
+        vars: std::env::vars().collect(),
+        home: std::env::var_os("HOME").map(std::path::PathBuf::from),
+    };
     let exports = crate::exports::Exports::new(
         manager.clone(),
+        sink_env,
         cfg.export.bandwidth_bytes_per_second,
         shutdown.clone(),
     );

@@ -17,6 +17,7 @@ struct Running {
 
 pub struct Exports {
     manager: Arc<StreamManager>,
+    env: sinks::SinkEnv,
     bandwidth: Bandwidth,
     running: Mutex<HashMap<(String, String), Running>>,
     shutdown: CancellationToken,
@@ -26,11 +27,13 @@ pub struct Exports {
 impl Exports {
     pub fn new(
         manager: Arc<StreamManager>,
+        env: sinks::SinkEnv,
         bandwidth_bytes_per_second: Option<u64>,
         shutdown: CancellationToken,
     ) -> Arc<Exports> {
         Arc::new(Exports {
             manager,
+            env,
             bandwidth: Bandwidth::new(bandwidth_bytes_per_second),
             running: Mutex::new(HashMap::new()),
             shutdown,
@@ -62,7 +65,7 @@ impl Exports {
             }
             let status: ExportStatusHandle = Arc::default();
             let stop = self.shutdown.child_token();
-            match sinks::build(&def) {
+            match sinks::build(&def, &key.0, &self.env) {
                 Ok(sink) => {
                     tracing::info!(stream = %key.0, export = %key.1, kind = %def.kind, priority = def.priority, "export started");
                     let fut = run_export(

@@ -1,0 +1,585 @@
+//! Kinesis, Firehose and S3 sinks against moto (a real AWS API emulator) with its SigV4
+//! checking switched on, so a wrong signature fails the test; throttling and partial failures
+//! come from a fault-injecting proxy in front of moto (a FAKE, named as such: moto never
+//! throttles and never reports partial failures).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ferry_connectors::sinks::aws::{AwsClient, AwsSettings, SinkEnv};
+use serde_json::{json, Value};
+use support::{free_port, wait_port, Ferry};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+struct Moto {
+    child: Child,
+    url: String,
+    key: String,
+    secret: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts moto, creates an IAM user allowed kinesis/firehose/s3 and its access key, then turns
+/// signature checking on.
+async fn moto() -> Moto {
+    let bin = std::env::var("FERRYTEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let port = free_port();
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{bin}: {e} (tests/run-all.sh installs moto into .venv)"));
+    wait_port(port);
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    // While authentication is off moto needs only the credential scope to route to IAM.
+    let iam = |form: Vec<(&'static str, String)>| {
+        http.post(format!("{url}/"))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00")
+            .form(&form)
+            .send()
+    };
+    let v = |s: &str| s.to_string();
+    iam(vec![
+        ("Action", v("CreateUser")),
+        ("UserName", v("ferry")),
+        ("Version", v("2010-05-08")),
+    ])
+    .await
+    .unwrap();
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kinesis:*", "firehose:*", "s3:*"], "Resource": "*"}]});
+    iam(vec![
+        ("Action", v("PutUserPolicy")),
+        ("UserName", v("ferry")),
+        ("PolicyName", v("all")),
+        ("PolicyDocument", policy.to_string()),
+        ("Version", v("2010-05-08")),
+    ])
+    .await
+    .unwrap();
+    let xml = iam(vec![
+        ("Action", v("CreateAccessKey")),
+        ("UserName", v("ferry")),
+        ("Version", v("2010-05-08")),
+    ])
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let between = |a: &str, b: &str| {
+        xml.split(a)
+            .nth(1)
+            .and_then(|r| r.split(b).next())
+            .unwrap()
+            .to_string()
+    };
+    let (key, secret) = (
+        between("<AccessKeyId>", "</AccessKeyId>"),
+        between("<SecretAccessKey>", "</SecretAccessKey>"),
+    );
+    let r = http
+        .post(format!("{url}/moto-api/reset-auth"))
+        .header("content-type", "text/plain")
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    Moto {
+        child,
+        url,
+        key,
+        secret,
+    }
+}
+
+fn client(m: &Moto, service: &'static str, endpoint: &str, secret: &str) -> AwsClient {
+    let settings: AwsSettings = serde_json::from_value(json!({
+        "region": "us-east-1", "endpoint": endpoint,
+        "credentials": {"access_key_id": m.key, "secret_access_key": secret}
+    }))
+    .unwrap();
+    AwsClient::new(&settings, service, &SinkEnv::default()).unwrap()
+}
+
+struct Daemon {
+    ferry: Ferry,
+    api: String,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    fn start(dir: &std::path::Path) -> Daemon {
+        let config = dir.join("ferry.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n[embedded_broker]\nlisten = \"127.0.0.1:{}\"\n",
+                dir.join("data").display(),
+                free_port()
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let ferry = Ferry::spawn(
+            &["run", "--config", config.to_str().unwrap()],
+            dir,
+            &[("FERRY_API__LISTEN", format!("127.0.0.1:{port}"))],
+        );
+        ferry.wait_log("ferry is ready", Duration::from_secs(20));
+        Daemon {
+            ferry,
+            api: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn create(&self, stream: &str, export: Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/streams", self.api))
+            .json(&json!({"name": stream, "exports": [export]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+
+    async fn append(&self, stream: &str, records: Vec<Value>) {
+        for chunk in records.chunks(100) {
+            let r = self
+                .http
+                .post(format!("{}/v1/streams/{stream}/records", self.api))
+                .json(&json!({"records": chunk}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    }
+
+    async fn wait_export(&self, stream: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let v: Value = self
+                .http
+                .get(format!("{}/v1/streams/{stream}", self.api))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let e = v["exports"][0].clone();
+            if pred(&e) {
+                return e;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "export state: {e}\n{}",
+                self.ferry.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn aws_export(kind: &str, m: &Moto, endpoint: &str, secret: &str, extra: Value) -> Value {
+    let mut settings = json!({"region": "us-east-1", "endpoint": endpoint, "credentials": {"access_key_id": m.key, "secret_access_key": secret}});
+    for (k, v) in extra.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    json!({"identifier": kind, "kind": kind, "settings": settings, "batch_interval_ms": 50, "on_permanent_error": "pause"})
+}
+
+async fn kinesis_records(k: &AwsClient, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let shards = k
+        .json_call(
+            "Kinesis_20131202.ListShards",
+            &json!({"StreamName": stream}),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for shard in shards["Shards"].as_array().unwrap() {
+        let it = k
+            .json_call("Kinesis_20131202.GetShardIterator", &json!({"StreamName": stream, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}))
+            .await
+            .unwrap();
+        let mut iter = it["ShardIterator"].clone();
+        loop {
+            let got = k
+                .json_call(
+                    "Kinesis_20131202.GetRecords",
+                    &json!({"ShardIterator": iter, "Limit": 10000}),
+                )
+                .await
+                .unwrap();
+            let recs = got["Records"].as_array().unwrap();
+            if recs.is_empty() {
+                break;
+            }
+            for r in recs {
+                out.push((
+                    r["PartitionKey"].as_str().unwrap().to_string(),
+                    B64.decode(r["Data"].as_str().unwrap()).unwrap(),
+                ));
+            }
+            iter = got["NextShardIterator"].clone();
+        }
+    }
+    out
+}
+
+fn records(n: usize) -> Vec<Value> {
+    (0..n).map(|i| json!({"payload": format!("reading-{i:04}"), "metadata": {"topic": format!("dev/{}", i % 3)}})).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_receives_every_record_in_order_per_partition_key_and_a_wrong_signature_is_refused()
+{
+    let m = moto().await;
+    let k = client(&m, "kinesis", &m.url, &m.secret);
+    k.json_call(
+        "Kinesis_20131202.CreateStream",
+        &json!({"StreamName": "ferry-k", "ShardCount": 2}),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    d.create(
+        "good",
+        aws_export(
+            "kinesis",
+            &m,
+            &m.url,
+            &m.secret,
+            json!({"stream_name": "ferry-k"}),
+        ),
+    )
+    .await;
+    d.create(
+        "bad",
+        aws_export(
+            "kinesis",
+            &m,
+            &m.url,
+            "wrong-secret",
+            json!({"stream_name": "ferry-k"}),
+        ),
+    )
+    .await;
+    d.append("good", records(120)).await;
+    d.append("bad", records(5)).await;
+    d.wait_export("good", |e| e["checkpoint"] == 120).await;
+    let bad = d.wait_export("bad", |e| e["state"] == "paused").await;
+    assert!(
+        bad["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("SignatureDoesNotMatch"),
+        "{bad}"
+    );
+    let got = kinesis_records(&k, "ferry-k").await;
+    assert_eq!(
+        got.len(),
+        120,
+        "only the correctly signed export's records arrived"
+    );
+    let mut per_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, data) in got {
+        per_key
+            .entry(key)
+            .or_default()
+            .push(String::from_utf8(data).unwrap());
+    }
+    for (key, payloads) in &per_key {
+        let i = key.strip_prefix("dev/").unwrap().parse::<usize>().unwrap();
+        let want: Vec<String> = (0..120)
+            .filter(|n| n % 3 == i)
+            .map(|n| format!("reading-{n:04}"))
+            .collect();
+        assert_eq!(
+            payloads, &want,
+            "partition key {key}: same payloads, same order"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firehose_delivers_newline_separated_records_to_s3() {
+    let m = moto().await;
+    let s3 = client(&m, "s3", &m.url, &m.secret);
+    let r = s3
+        .send(
+            reqwest::Method::PUT,
+            &format!("{}/fh-bucket", m.url),
+            &[],
+            Vec::new(),
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let fh = client(&m, "firehose", &m.url, &m.secret);
+    fh.json_call(
+        "Firehose_20150804.CreateDeliveryStream",
+        &json!({"DeliveryStreamName": "ferry-fh", "DeliveryStreamType": "DirectPut",
+                "ExtendedS3DestinationConfiguration": {"RoleARN": "arn:aws:iam::123456789012:role/fh", "BucketARN": "arn:aws:s3:::fh-bucket", "Prefix": "fh/"}}),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let mut e = aws_export(
+        "firehose",
+        &m,
+        &m.url,
+        &m.secret,
+        json!({"delivery_stream_name": "ferry-fh"}),
+    );
+    e["batch_size"] = json!(25);
+    d.create("f", e).await;
+    d.append("f", records(60)).await;
+    d.wait_export("f", |e| e["checkpoint"] == 60).await;
+    let text = list_and_read(&s3, &m.url, "fh-bucket", "fh/").await;
+    let lines: Vec<&str> = text.iter().flat_map(|t| t.lines()).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (0..60)
+            .map(|n| format!("reading-{n:04}"))
+            .collect::<Vec<_>>()
+    );
+}
+
+async fn list_and_read(s3: &AwsClient, url: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let resp = s3
+        .send(
+            reqwest::Method::GET,
+            &format!("{url}/{bucket}?list-type=2"),
+            &[],
+            Vec::new(),
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "ListObjectsV2: {}",
+        resp.status()
+    );
+    let list = resp.text().await.unwrap();
+    let mut keys: Vec<String> = list
+        .split("<Key>")
+        .skip(1)
+        .map(|s| s.split("</Key>").next().unwrap().to_string())
+        .filter(|k| k.starts_with(prefix))
+        .collect();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let body = s3
+            .send(
+                reqwest::Method::GET,
+                &format!("{url}/{bucket}/{key}"),
+                &[],
+                Vec::new(),
+                true,
+            )
+            .await
+            .unwrap();
+        out.push(body.text().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_objects_are_keyed_by_sequence_range_and_large_ones_go_up_in_parts() {
+    let m = moto().await;
+    let s3 = client(&m, "s3", &m.url, &m.secret);
+    s3.send(
+        reqwest::Method::PUT,
+        &format!("{}/ferry-s3", m.url),
+        &[],
+        Vec::new(),
+        true,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let mut e = aws_export(
+        "s3",
+        &m,
+        &m.url,
+        &m.secret,
+        json!({"bucket": "ferry-s3", "key_prefix": "small/{stream}/{yyyy}/"}),
+    );
+    e["batch_size"] = json!(50);
+    d.create("objs", e).await;
+    d.append("objs", records(120)).await;
+    d.wait_export("objs", |e| e["checkpoint"] == 120).await;
+    let objects = list_and_read(&s3, &m.url, "ferry-s3", "small/objs/").await;
+    assert_eq!(objects.len(), 3, "120 records in batches of 50");
+    let all: Vec<String> = objects.concat().lines().map(String::from).collect();
+    assert_eq!(
+        all,
+        (0..120)
+            .map(|n| format!("reading-{n:04}"))
+            .collect::<Vec<_>>()
+    );
+    // One 6 MB batch over a 5 MiB threshold: a multipart upload of two parts.
+    let mut big = aws_export(
+        "s3",
+        &m,
+        &m.url,
+        &m.secret,
+        json!({"bucket": "ferry-s3", "key_prefix": "big/", "multipart_threshold_bytes": 5242880}),
+    );
+    big["batch_size"] = json!(60);
+    big["batch_interval_ms"] = json!(2000);
+    d.create("big", big).await;
+    let payload = "x".repeat(100_000);
+    d.append(
+        "big",
+        (0..60).map(|_| json!({"payload": payload})).collect(),
+    )
+    .await;
+    d.wait_export("big", |e| e["checkpoint"] == 60).await;
+    let objects = list_and_read(&s3, &m.url, "ferry-s3", "big/").await;
+    assert_eq!(objects.iter().map(String::len).sum::<usize>(), 60 * 100_001);
+    assert!(d.ferry.logs().contains("ready"));
+}
+
+/// FAKE: a proxy in front of moto that produces what moto cannot: throttling of a whole call,
+/// and a PutRecords answer that marks some records failed. It keeps the Host header, so the
+/// client's signature still verifies at moto.
+#[derive(Default)]
+struct Faults {
+    calls: Vec<usize>,
+    throttled_once: bool,
+    rewrote_once: bool,
+}
+
+async fn proxy(upstream: String, faults: Arc<Mutex<Faults>>) -> u16 {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    let http = reqwest::Client::new();
+    let handler = move |headers: HeaderMap, body: Bytes| {
+        let (http, upstream, faults) = (http.clone(), upstream.clone(), faults.clone());
+        async move {
+            let target = headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let puts = target.ends_with("PutRecords");
+            if puts {
+                let n = serde_json::from_slice::<Value>(&body).unwrap()["Records"]
+                    .as_array()
+                    .unwrap()
+                    .len();
+                let mut f = faults.lock().unwrap();
+                f.calls.push(n);
+                if !f.throttled_once {
+                    f.throttled_once = true;
+                    let body = json!({"__type": "ProvisionedThroughputExceededException", "message": "Rate exceeded"}).to_string();
+                    return (StatusCode::BAD_REQUEST, body);
+                }
+            }
+            let mut req = http.post(format!("{upstream}/")).body(body.to_vec());
+            for (k, v) in headers.iter() {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.unwrap();
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+            let mut text = resp.text().await.unwrap();
+            if puts && status == StatusCode::OK {
+                let mut f = faults.lock().unwrap();
+                if !f.rewrote_once {
+                    f.rewrote_once = true;
+                    // Mark records 1 and 3 failed (moto stored them: they will arrive twice).
+                    let mut v: Value = serde_json::from_str(&text).unwrap();
+                    for i in [1, 3] {
+                        v["Records"][i] = json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"});
+                    }
+                    v["FailedRecordCount"] = json!(2);
+                    text = v.to_string();
+                }
+            }
+            (status, text)
+        }
+    };
+    let app = axum::Router::new().route("/", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_and_only_failed_records_are_put_again_in_order() {
+    let m = moto().await;
+    let k = client(&m, "kinesis", &m.url, &m.secret);
+    k.json_call(
+        "Kinesis_20131202.CreateStream",
+        &json!({"StreamName": "ferry-t", "ShardCount": 1}),
+    )
+    .await
+    .unwrap();
+    let faults = Arc::new(Mutex::new(Faults::default()));
+    let port = proxy(m.url.clone(), faults.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let mut e = aws_export(
+        "kinesis",
+        &m,
+        &format!("http://127.0.0.1:{port}"),
+        &m.secret,
+        json!({"stream_name": "ferry-t", "partition_key": "fixed", "partition_key_value": "k"}),
+    );
+    e["batch_size"] = json!(10);
+    e["batch_interval_ms"] = json!(500);
+    d.create("t", e).await;
+    d.append("t", records(10)).await; // one call, so the ten records form one batch
+    let status = d.wait_export("t", |e| e["checkpoint"] == 10).await;
+    assert!(
+        status["retries"].as_u64().unwrap() >= 1,
+        "the throttled call was retried: {status}"
+    );
+    let calls = faults.lock().unwrap().calls.clone();
+    assert_eq!(
+        calls,
+        vec![10, 10, 2],
+        "throttled call, full call, then only the 2 failed records"
+    );
+    let got: Vec<String> = kinesis_records(&k, "ferry-t")
+        .await
+        .into_iter()
+        .map(|(_, d)| String::from_utf8(d).unwrap())
+        .collect();
+    let mut want: Vec<String> = (0..10).map(|n| format!("reading-{n:04}")).collect();
+    want.push("reading-0001".into());
+    want.push("reading-0003".into());
+    assert_eq!(
+        got, want,
+        "the retried records come after the batch, in their order"
+    );
+}
