@@ -389,3 +389,55 @@ async fn under_a_bandwidth_cap_the_high_priority_backlog_drains_first() {
     assert_eq!(delivered(&sink, "high").len(), 100);
     assert_eq!(delivered(&sink, "low").len(), 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_retention_removed_before_export_are_counted_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "");
+    let port = free_port(); // the sink stays down while the stream overwrites its oldest data
+    let url = format!("http://127.0.0.1:{port}/late");
+    d.call(
+        reqwest::Method::POST,
+        "/v1/streams",
+        json!({"name": "r", "max_size_bytes": 65536, "strategy_on_full": "overwrite_oldest_data", "exports": [export("e", &url, json!({}))]}),
+    )
+    .await;
+    d.fill("r", 1000, 100).await;
+    let v: Value = d
+        .http
+        .get(format!("{}/v1/streams/r", d.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = v["status"]["first_sequence_number"].as_u64().unwrap();
+    assert!(first > 0, "retention removed the oldest records");
+    let sink: Shared = Arc::default();
+    let _server = start_sink(port, sink.clone()).await;
+    let s = d
+        .wait_export("r", "caught up", |s| s["checkpoint"] == 1000)
+        .await;
+    let dropped = s["records_dropped_by_retention"].as_u64().unwrap();
+    // The batch already in hand when the sink went down is still delivered from memory.
+    assert!(dropped > 0 && dropped <= first, "{s}");
+    assert_eq!(
+        delivered(&sink, "late").len() as u64 + dropped,
+        1000,
+        "every record was either delivered or counted as dropped"
+    );
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("ferry_export_records_dropped_total{{stream=\"r\",export=\"e\",reason=\"retention\"}} {dropped}")),
+        "{metrics}"
+    );
+}
