@@ -1,6 +1,6 @@
 //! AWS credentials for the sinks: static in the export's settings, from Ferry's environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), or from the shared
-//! credentials file and a profile. The environment reaches the library as data ([`SinkEnv`]):
+//! credentials file and a profile, or from the AWS IoT credentials provider (see iot.rs). The environment reaches the library as data ([`SinkEnv`]):
 //! libraries do not read it themselves.
 
 use std::collections::HashMap;
@@ -37,6 +37,9 @@ pub struct CredentialsSettings {
     /// The shared credentials file; default `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`.
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+    /// Temporary credentials from the AWS IoT credentials provider (device certificate).
+    #[serde(default)]
+    pub iot: Option<super::iot::IotSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +51,13 @@ pub struct Keys {
 
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    keys: Keys,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Static(Keys),
+    Iot(std::sync::Arc<super::iot::IotProvider>),
 }
 
 impl Credentials {
@@ -57,16 +66,20 @@ impl Credentials {
         settings: Option<&CredentialsSettings>,
         env: &SinkEnv,
     ) -> Result<Credentials, String> {
+        if let Some(iot) = settings.and_then(|s| s.iot.clone()) {
+            let provider = super::iot::IotProvider::new(iot)?;
+            return Ok(Credentials {
+                source: Source::Iot(std::sync::Arc::new(provider)),
+            });
+        }
         if let Some(s) = settings {
             match (&s.access_key_id, &s.secret_access_key) {
                 (Some(a), Some(k)) => {
-                    return Ok(Credentials {
-                        keys: Keys {
-                            access_key_id: a.clone(),
-                            secret_access_key: k.clone(),
-                            session_token: s.session_token.clone(),
-                        },
-                    })
+                    return Ok(Credentials::fixed(Keys {
+                        access_key_id: a.clone(),
+                        secret_access_key: k.clone(),
+                        session_token: s.session_token.clone(),
+                    }))
                 }
                 (None, None) => {}
                 _ => {
@@ -82,13 +95,11 @@ impl Credentials {
                 env.var("AWS_ACCESS_KEY_ID"),
                 env.var("AWS_SECRET_ACCESS_KEY"),
             ) {
-                return Ok(Credentials {
-                    keys: Keys {
-                        access_key_id: a,
-                        secret_access_key: k,
-                        session_token: env.var("AWS_SESSION_TOKEN"),
-                    },
-                });
+                return Ok(Credentials::fixed(Keys {
+                    access_key_id: a,
+                    secret_access_key: k,
+                    session_token: env.var("AWS_SESSION_TOKEN"),
+                }));
             }
         }
         let file = settings
@@ -107,11 +118,21 @@ impl Credentials {
                 file.display()
             )
         })?;
-        Ok(Credentials { keys })
+        Ok(Credentials::fixed(keys))
     }
 
-    pub fn current(&self) -> Result<Keys, SinkError> {
-        Ok(self.keys.clone())
+    fn fixed(keys: Keys) -> Credentials {
+        Credentials {
+            source: Source::Static(keys),
+        }
+    }
+
+    /// The keys to sign with now (fetching or refreshing temporary ones when needed).
+    pub async fn current(&self) -> Result<Keys, SinkError> {
+        match &self.source {
+            Source::Static(k) => Ok(k.clone()),
+            Source::Iot(p) => p.keys().await,
+        }
     }
 }
 
@@ -180,17 +201,13 @@ mod tests {
             session_token: None,
             profile: None,
             credentials_file: None,
+            iot: None,
         };
-        assert_eq!(
-            Credentials::resolve(Some(&s), &env)
-                .unwrap()
-                .keys
-                .access_key_id,
-            "CFG"
-        );
-        assert_eq!(
-            Credentials::resolve(None, &env).unwrap().keys.access_key_id,
-            "ENV"
-        );
+        let key = |c: Credentials| match c.source {
+            Source::Static(k) => k.access_key_id,
+            Source::Iot(_) => String::new(),
+        };
+        assert_eq!(key(Credentials::resolve(Some(&s), &env).unwrap()), "CFG");
+        assert_eq!(key(Credentials::resolve(None, &env).unwrap()), "ENV");
     }
 }

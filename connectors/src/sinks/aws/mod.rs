@@ -2,6 +2,7 @@
 //! AWS error responses into retryable or permanent sink errors.
 
 pub mod credentials;
+pub mod iot;
 
 use std::time::SystemTime;
 
@@ -82,7 +83,8 @@ impl AwsClient {
         body: Vec<u8>,
         s3: bool,
     ) -> Result<reqwest::Response, SinkError> {
-        let signed = self.sign(method.as_str(), url, headers, &body, s3)?;
+        let keys = self.credentials.current().await?;
+        let signed = self.sign(&keys, method.as_str(), url, headers, &body, s3)?;
         let mut req = self.http.request(method, url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -101,13 +103,14 @@ impl AwsClient {
 
     fn sign(
         &self,
+        keys: &credentials::Keys,
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
         body: &[u8],
         s3: bool,
     ) -> Result<Vec<(&'static str, String)>, SinkError> {
-        let creds = self.credentials.current()?;
+        let creds = keys.clone();
         let identity: Identity = aws_credential_types::Credentials::new(
             creds.access_key_id,
             creds.secret_access_key,
