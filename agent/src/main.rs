@@ -56,15 +56,9 @@ fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     match cli.command {
         Command::Streams(args) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("ferry: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let builder = tokio::runtime::Builder::new_current_thread();
+            let Some(runtime) = runtime(builder) else {
+                return ExitCode::FAILURE;
             };
             match runtime.block_on(cli::run(args)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -105,15 +99,8 @@ fn main() -> ExitCode {
                 eprintln!("ferry: {e:#}");
                 return ExitCode::from(2);
             }
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("ferry: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+                return ExitCode::FAILURE;
             };
             match runtime.block_on(daemon::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +110,16 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            None
         }
     }
 }

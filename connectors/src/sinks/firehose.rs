@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use ferry_stream_manager::backoff::Backoff;
-use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkError, SinkLimits};
+use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkLimits};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::aws::{is_retryable_code, AwsClient, AwsSettings, SinkEnv};
+use super::aws::{failed_entries, AwsClient, AwsSettings, SinkEnv};
 use crate::json::BASE64;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,24 +85,7 @@ impl Sink for FirehoseSink {
                     .as_array()
                     .cloned()
                     .unwrap_or_default();
-                let mut retry = Vec::new();
-                for (data, result) in pending
-                    .into_iter()
-                    .zip(results.iter().chain(std::iter::repeat(&Value::Null)))
-                {
-                    let Some(code) = result.get("ErrorCode").and_then(Value::as_str) else {
-                        continue;
-                    };
-                    if !is_retryable_code(code) {
-                        return Err(SinkError::Permanent {
-                            reason: format!(
-                                "PutRecordBatch refused a record: {code}: {}",
-                                result["ErrorMessage"]
-                            ),
-                        });
-                    }
-                    retry.push(data);
-                }
+                let retry = failed_entries("PutRecordBatch", pending, &results)?;
                 pending = retry;
                 if pending.is_empty() {
                     return Ok(());

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use ferry_stream_manager::backoff::Backoff;
-use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkError, SinkLimits};
+use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkLimits};
 use ferry_stream_manager::Record;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::aws::{is_retryable_code, AwsClient, AwsSettings, SinkEnv};
+use super::aws::{failed_entries, AwsClient, AwsSettings, SinkEnv};
 use crate::json::BASE64;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,24 +118,7 @@ impl Sink for KinesisSink {
                 if resp["FailedRecordCount"].as_u64().unwrap_or(0) == 0 {
                     return Ok(());
                 }
-                let mut retry = Vec::new();
-                for (entry, result) in pending
-                    .into_iter()
-                    .zip(results.iter().chain(std::iter::repeat(&Value::Null)))
-                {
-                    let Some(code) = result.get("ErrorCode").and_then(Value::as_str) else {
-                        continue;
-                    };
-                    if !is_retryable_code(code) {
-                        return Err(SinkError::Permanent {
-                            reason: format!(
-                                "PutRecords refused a record: {code}: {}",
-                                result["ErrorMessage"]
-                            ),
-                        });
-                    }
-                    retry.push(entry);
-                }
+                let retry = failed_entries("PutRecords", pending, &results)?;
                 tracing::debug!(
                     failed = retry.len(),
                     "PutRecords partially failed; retrying the failed records"

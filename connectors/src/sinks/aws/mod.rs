@@ -226,6 +226,36 @@ const THROTTLING: &[&str] = &[
     "ExpiredTokenException",
 ];
 
+/// After a batch call that reported per-record failures: the entries to send again (those the
+/// response marks failed, in their order), or a permanent error if one failure cannot be
+/// fixed by retrying. `results` are the response's entries, in request order.
+pub fn failed_entries<T>(
+    operation: &str,
+    pending: Vec<T>,
+    results: &[serde_json::Value],
+) -> Result<Vec<T>, SinkError> {
+    let mut retry = Vec::new();
+    for (entry, result) in pending.into_iter().zip(
+        results
+            .iter()
+            .chain(std::iter::repeat(&serde_json::Value::Null)),
+    ) {
+        let Some(code) = result.get("ErrorCode").and_then(serde_json::Value::as_str) else {
+            continue;
+        };
+        if !is_retryable_code(code) {
+            return Err(SinkError::Permanent {
+                reason: format!(
+                    "{operation} refused a record: {code}: {}",
+                    result["ErrorMessage"]
+                ),
+            });
+        }
+        retry.push(entry);
+    }
+    Ok(retry)
+}
+
 /// Whether a per-record or per-call error code is worth retrying.
 pub fn is_retryable_code(code: &str) -> bool {
     THROTTLING.contains(&code)
