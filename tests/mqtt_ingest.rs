@@ -81,7 +81,9 @@ stream = "everything"
         ),
     ];
     publish(broker.port, "pub-routing", msgs).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    ferry.wait_records("temps", 2);
+    ferry.wait_records("everything", 4);
+    ferry.wait_log("no route matches its topic", Duration::from_secs(10));
     let (status, logs) = ferry.terminate();
     assert!(status.success(), "{logs}");
     assert!(
@@ -136,7 +138,7 @@ async fn without_a_config_file_ferry_embeds_a_broker_and_stores_everything_in_on
         })
         .collect();
     publish(port, "pub-embedded", msgs).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    ferry.wait_records("mqtt", 50);
     let (status, logs) = ferry.terminate();
     assert!(status.success(), "{logs}");
     let got: BTreeSet<Vec<u8>> = read_stream(&dir.path().join("ferry-data"), "mqtt")
@@ -176,14 +178,14 @@ async fn ferry_reconnects_after_the_broker_restarts_and_resubscribes() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    ferry.wait_records("mqtt", 1);
     publish(
         broker.port,
         "pub-b",
         vec![("a/2".into(), b"after".to_vec(), QoS::AtLeastOnce)],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    ferry.wait_records("mqtt", 2);
     let (_, logs) = ferry.terminate();
     assert_eq!(
         logs.matches("lost the MQTT broker").count(),
@@ -220,10 +222,7 @@ async fn qos1_messages_published_while_ferry_was_down_arrive_through_its_persist
         .collect();
     publish(broker.port, "pub-offline", msgs).await;
     let ferry = Ferry::start(&config, dir.path());
-    tokio::time::sleep(Duration::from_millis(
-        std::env::var("FERRYTEST_OFFLINE_WAIT_MS").map_or(1500, |v| v.parse().unwrap()),
-    ))
-    .await;
+    ferry.wait_records("mqtt", n as u64);
     let (_, logs) = ferry.terminate();
     let got: BTreeSet<String> = read_stream(&dir.path().join("data"), "mqtt")
         .iter()
@@ -279,7 +278,7 @@ async fn a_full_stream_holds_acks_back_and_loses_nothing() {
     )
     .unwrap();
     let ferry = Ferry::start(std::path::Path::new(&big), dir.path());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ferry.wait_records("s", 100);
     let (_, logs) = ferry.terminate();
     let got: BTreeSet<String> = read_stream(&dir.path().join("data"), "s")
         .iter()
@@ -305,7 +304,11 @@ async fn an_oversized_message_is_counted_and_logged_with_its_topic() {
         ("small/one".to_string(), vec![1u8; 10], QoS::AtLeastOnce),
     ];
     publish(broker.port, "pub-big", msgs).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    ferry.wait_records("mqtt", 1);
+    ferry.wait_log(
+        "larger than max_message_size_bytes",
+        Duration::from_secs(10),
+    );
     let (status, logs) = ferry.terminate();
     assert!(status.success());
     assert!(

@@ -104,7 +104,7 @@ async fn ferry_connects_with_mutual_tls_and_stores_messages() {
         vec![("secure/t".into(), b"over tls".to_vec(), QoS::AtLeastOnce)],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    ferry.wait_records("mqtt", 1);
     let (status, logs) = ferry.terminate();
     assert!(status.success(), "{logs}");
     let got = read_stream(&dir.path().join("data"), "mqtt");

@@ -108,6 +108,8 @@ pub fn signal(child: &Child, sig: i32) {
 pub struct Ferry {
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Where its local API listens.
+    pub api: String,
 }
 
 impl Ferry {
@@ -136,9 +138,14 @@ impl Ferry {
         let log = std::env::var("FERRYTEST_RUST_LOG").unwrap_or_else(|_| "info,rumqttd=off".into());
         cmd.env("RUST_LOG", log);
         // Every daemon gets its own API port unless the test picks one (tests run in parallel).
-        if !env.iter().any(|(k, _)| *k == "FERRY_API__LISTEN") {
-            cmd.env("FERRY_API__LISTEN", format!("127.0.0.1:{}", free_port()));
-        }
+        let api = match env.iter().find(|(k, _)| *k == "FERRY_API__LISTEN") {
+            Some((_, v)) => v.clone(),
+            None => {
+                let a = format!("127.0.0.1:{}", free_port());
+                cmd.env("FERRY_API__LISTEN", &a);
+                a
+            }
+        };
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -151,7 +158,38 @@ impl Ferry {
                 sink.lock().unwrap().push(line);
             }
         });
-        Ferry { child, logs }
+        Ferry { child, logs, api }
+    }
+
+    /// Records the stream holds now, asked through the daemon's API (`None` if it cannot say).
+    pub fn records(&self, stream: &str) -> Option<u64> {
+        use std::io::{Read, Write};
+        let mut conn = TcpStream::connect(&self.api).ok()?;
+        write!(
+            conn,
+            "GET /v1/streams/{stream} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.api
+        )
+        .ok()?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text).ok()?;
+        let body = text.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v["status"]["records"].as_u64()
+    }
+
+    /// Waits until the stream holds at least `n` records (stored and durable).
+    pub fn wait_records(&self, stream: &str, n: u64) {
+        let start = Instant::now();
+        while self.records(stream).unwrap_or(0) < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "stream {stream} never reached {n} records (has {:?}):\n{}",
+                self.records(stream),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// Starts `ferry run --config FILE` and waits until it reports ready.
