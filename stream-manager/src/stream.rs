@@ -377,6 +377,11 @@ impl Stream {
         });
     }
 
+    /// One past the last durable sequence number: what readers can see now.
+    pub fn durable_end(&self) -> u64 {
+        self.0.progress.borrow().durable_end
+    }
+
     /// Reads what is durable now, without waiting.
     pub fn read_now(&self, from: u64, max_count: usize, max_bytes: u64) -> Result<Vec<Record>> {
         let end = self.0.progress.borrow().durable_end;
