@@ -42,6 +42,19 @@ struct Args {
     backlog_mb: u64,
 }
 
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state field.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, i.e. 11 and 12 here.
+    (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) as f64 / 100.0
+}
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -202,18 +215,8 @@ impl Ferry {
         }
     }
 
-    /// CPU seconds (user + system) the process has used.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start at index 2 (state).
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // utime and stime are fields 14 and 15 of /proc/PID/stat, i.e. 11 and 12 here.
-        (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) as f64 / 100.0
+        cpu_seconds(self.child.id())
     }
 
     fn status(&self, key: &str) -> u64 {
@@ -287,7 +290,9 @@ async fn main() -> Result<()> {
     let mut ratios = Vec::new();
     for round in 0..args.rounds {
         // Fresh topics and client ids each round, so no session or queue carries over.
+        let cpu0 = cpu_seconds(broker.child.id());
         let reference = broker_rate(broker.port, n, args.size, round).await?;
+        let cpu1 = cpu_seconds(broker.child.id());
         let data = dir.path().join(format!("data-{round}"));
         let ferry = Ferry::start(
             &args.ferry,
@@ -297,7 +302,13 @@ async fn main() -> Result<()> {
         publish(broker.port, n, args.size, &[format!("load/0/r{round}")]).await?;
         ferry.wait_for(|l| stored_at_least(l, n), Duration::from_secs(600))?;
         let rate = n as f64 / start.elapsed().as_secs_f64();
+        let cpu2 = cpu_seconds(broker.child.id());
         ratios.push(rate / reference);
+        println!(
+            "         broker CPU per message: {:.1} us delivering to the subscriber, {:.1} us delivering to ferry",
+            (cpu1 - cpu0) * 1e6 / n as f64,
+            (cpu2 - cpu1) * 1e6 / n as f64
+        );
         println!(
             "round {round}: broker to a discarding QoS 1 subscriber {reference:>7.0} msg/s | ferry into a disk stream (group commit) {rate:>7.0} msg/s = {:>3.0}% | ferry peak RSS {:.1} MB, CPU {:.1} us/msg",
             100.0 * rate / reference,
