@@ -100,28 +100,22 @@ pub async fn run_export(
             max_bytes,
             timeout: interval,
         };
-        // Spawned so that the next batch is read and encoded while the current one is sent.
-        // With a full batch already stored (a backlog), reading and encoding both happen on a
-        // blocking thread; otherwise the read waits (without polling) for records to arrive.
-        tokio::spawn(async move {
-            let (s, k) = (stream.clone(), sink.clone());
-            let ready = tokio::task::spawn_blocking(move || -> Result<Option<Batch>, Error> {
-                if s.durable_end().saturating_sub(from) < max_count as u64 {
-                    return Ok(None);
-                }
-                let records = s.read_now(from, max_count, max_bytes)?;
-                let body = k.encode(&records);
-                Ok(Some(Batch { records, body }))
+        // Started now, so that the next batch is read and encoded while the current one is
+        // sent. With a full batch already stored (a backlog), reading and encoding happen on a
+        // blocking thread in one hop; otherwise the read waits (without polling) for records.
+        if stream.durable_end().saturating_sub(from) >= max_count as u64 {
+            tokio::task::spawn_blocking(move || {
+                let records = stream.read_now(from, max_count, max_bytes)?;
+                let body = sink.encode(&records);
+                Ok::<_, Error>(Batch { records, body })
             })
-            .await
-            .map_err(|e| Error::InvalidRead(format!("read task failed: {e}")))??;
-            if let Some(batch) = ready {
-                return Ok(batch);
-            }
-            let records = stream.read(opts).await?;
-            let body = sink.encode(&records);
-            Ok::<_, Error>(Batch { records, body })
-        })
+        } else {
+            tokio::spawn(async move {
+                let records = stream.read(opts).await?;
+                let body = sink.encode(&records);
+                Ok::<_, Error>(Batch { records, body })
+            })
+        }
     };
     let mut prefetch = None;
     loop {
