@@ -125,6 +125,19 @@ pub enum Decoded {
 }
 
 pub fn decode_frame(buf: &[u8]) -> Decoded {
+    decode_with(buf, |start, end| Bytes::copy_from_slice(&buf[start..end]))
+}
+
+/// Like [`decode_frame`] on `buf[at..]`, but the payload shares `buf`'s memory instead of being
+/// copied: readers decode whole chunks of a segment without one allocation per record.
+pub fn decode_frame_shared(buf: &Bytes, at: usize) -> Decoded {
+    let tail = &buf[at.min(buf.len())..];
+    decode_with(tail, |start, end| buf.slice(at + start..at + end))
+}
+
+/// Decodes the frame at the start of `buf`; `payload(start, end)` produces the payload bytes
+/// for `buf[start..end]`.
+fn decode_with(buf: &[u8], payload: impl FnOnce(usize, usize) -> Bytes) -> Decoded {
     if buf.len() < FRAME_HEADER_LEN {
         return Decoded::Incomplete { needed: None };
     }
@@ -144,12 +157,16 @@ pub fn decode_frame(buf: &[u8]) -> Decoded {
         return Decoded::Corrupt("checksum mismatch");
     }
     match decode_body(body) {
-        Some(rec) => Decoded::Frame(rec, total),
+        Some((mut rec, payload_start)) => {
+            rec.payload = payload(FRAME_HEADER_LEN + payload_start, total);
+            Decoded::Frame(rec, total)
+        }
         None => Decoded::Corrupt("malformed body"),
     }
 }
 
-fn decode_body(body: &[u8]) -> Option<Record> {
+/// The record without its payload, and where the payload starts in `body`.
+fn decode_body(body: &[u8]) -> Option<(Record, usize)> {
     let seq = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
     let ts = i64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
     let count = *body.get(16)?;
@@ -166,12 +183,15 @@ fn decode_body(body: &[u8]) -> Option<Record> {
         let v = string(&mut pos)?;
         metadata.insert(k, v);
     }
-    Some(Record {
-        sequence_number: seq,
-        timestamp_ms: ts,
-        metadata,
-        payload: Bytes::copy_from_slice(&body[pos..]),
-    })
+    Some((
+        Record {
+            sequence_number: seq,
+            timestamp_ms: ts,
+            metadata,
+            payload: Bytes::new(),
+        },
+        pos,
+    ))
 }
 
 #[cfg(test)]

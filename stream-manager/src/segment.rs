@@ -13,7 +13,9 @@ use std::io;
 use std::sync::Arc;
 
 use crate::index::SparseIndex;
-use crate::record::{decode_frame, Decoded, Record};
+use bytes::Bytes;
+
+use crate::record::{decode_frame, decode_frame_shared, Decoded, Record};
 use crate::storage::LogFile;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"FRYSEG01";
@@ -64,7 +66,7 @@ pub enum Step {
 /// Buffered sequential frame reader over `[pos, limit)` of a segment file.
 pub struct FrameReader<'a> {
     file: &'a dyn LogFile,
-    buf: Vec<u8>,
+    buf: Bytes,
     /// File offset of `buf[0]`.
     buf_start: u64,
     pos: u64,
@@ -75,7 +77,7 @@ impl<'a> FrameReader<'a> {
     pub fn new(file: &'a dyn LogFile, pos: u64, limit: u64) -> Self {
         FrameReader {
             file,
-            buf: Vec::new(),
+            buf: Bytes::new(),
             buf_start: pos,
             pos,
             limit,
@@ -86,8 +88,9 @@ impl<'a> FrameReader<'a> {
         self.pos
     }
 
-    /// Ensures `buf` holds `[pos, pos + want)` or everything up to `limit`.
-    fn fill(&mut self, want: usize) -> io::Result<&[u8]> {
+    /// Ensures `buf` holds `[pos, pos + want)` or everything up to `limit`; returns how many
+    /// bytes from `pos` it holds.
+    fn fill(&mut self, want: usize) -> io::Result<usize> {
         let off = (self.pos - self.buf_start) as usize;
         if off + want > self.buf.len() && (self.buf_start + self.buf.len() as u64) < self.limit {
             let take = want.max(READ_CHUNK) as u64;
@@ -95,11 +98,11 @@ impl<'a> FrameReader<'a> {
             let mut fresh = vec![0u8; (end - self.pos) as usize];
             let n = self.file.read_full_at(&mut fresh, self.pos)?;
             fresh.truncate(n);
-            self.buf = fresh;
+            self.buf = Bytes::from(fresh);
             self.buf_start = self.pos;
         }
         let off = (self.pos - self.buf_start) as usize;
-        Ok(&self.buf[off.min(self.buf.len())..])
+        Ok(self.buf.len().saturating_sub(off))
     }
 
     pub fn next_step(&mut self) -> io::Result<Step> {
@@ -111,7 +114,8 @@ impl<'a> FrameReader<'a> {
             let pos = self.pos;
             let limit = self.limit;
             let avail = self.fill(want)?;
-            match decode_frame(avail) {
+            let off = (pos - self.buf_start) as usize;
+            match decode_frame_shared(&self.buf, off) {
                 Decoded::Frame(record, len) => {
                     self.pos += len as u64;
                     return Ok(Step::Frame {
@@ -123,7 +127,7 @@ impl<'a> FrameReader<'a> {
                 Decoded::Corrupt(reason) => return Ok(Step::Damaged { pos, reason }),
                 Decoded::Incomplete { needed } => {
                     let needed = needed.unwrap_or(crate::record::FRAME_HEADER_LEN);
-                    if pos + needed as u64 > limit || needed <= avail.len() || needed <= want {
+                    if pos + needed as u64 > limit || needed <= avail || needed <= want {
                         return Ok(Step::Damaged {
                             pos,
                             reason: "frame cut short",
@@ -150,7 +154,7 @@ impl<'a> FrameReader<'a> {
             if let Decoded::Frame(r, _) = decode_frame(&rest[i..]) {
                 if (min_seq..max_seq).contains(&r.sequence_number) {
                     self.pos = start + i as u64;
-                    self.buf = rest;
+                    self.buf = Bytes::from(rest);
                     self.buf_start = start;
                     return Ok(Some(self.pos));
                 }
