@@ -89,7 +89,8 @@ fn record_of(publish: &Publish) -> NewRecord {
 }
 
 pub(super) struct Ingest {
-    router: Router,
+    /// Shared so a batch can hold the routes while the rest of `self` is borrowed mutably.
+    router: Arc<Router>,
     manager: Arc<StreamManager>,
     metrics: Arc<IngestMetrics>,
     max_message: usize,
@@ -107,7 +108,7 @@ impl Ingest {
         shutdown: CancellationToken,
     ) -> Self {
         Ingest {
-            router,
+            router: Arc::new(router),
             manager,
             metrics,
             max_message,
@@ -139,14 +140,16 @@ impl Ingest {
     async fn handle_batch(&mut self, msgs: Vec<Incoming>) -> Option<Vec<AckJob>> {
         let mut slots = Vec::with_capacity(msgs.len());
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let router = self.router.clone();
         for Incoming {
             publish,
             generation,
         } in msgs
         {
-            let routed = self.accept(&publish);
+            let targets = router.streams_for(&publish.topic);
+            let routed = self.accept(&publish, !targets.is_empty());
             if routed {
-                for target in self.router.streams_for(&publish.topic) {
+                for target in targets {
                     match groups.iter_mut().find(|g| g.0 == target) {
                         Some(g) => g.1.push(slots.len()),
                         None => groups.push((target.to_owned(), vec![slots.len()])),
@@ -196,7 +199,7 @@ impl Ingest {
     }
 
     /// Whether a message can be stored at all; counts and logs the ones that cannot.
-    fn accept(&mut self, publish: &Publish) -> bool {
+    fn accept(&mut self, publish: &Publish, has_route: bool) -> bool {
         let topic = &publish.topic;
         if publish.payload.len() > self.max_message {
             inc(&self.metrics.rejected_oversized);
@@ -210,7 +213,7 @@ impl Ingest {
             }
             return false;
         }
-        if self.router.streams_for(topic).is_empty() {
+        if !has_route {
             inc(&self.metrics.rejected_unroutable);
             if self.limiter.allow() {
                 tracing::warn!(topic, "message rejected: no route matches its topic");
