@@ -102,8 +102,7 @@ impl MqttSource {
         o.set_keep_alive(Duration::from_secs(c.keep_alive_secs))
             .set_clean_session(c.clean_session)
             .set_manual_acks(true)
-            .set_max_packet_size(MQTT_MAX_PACKET, 1024 * 1024)
-            .set_request_channel_capacity(2 * c.max_inflight_messages + 128);
+            .set_max_packet_size(MQTT_MAX_PACKET, 1024 * 1024);
         if let Some(user) = &c.username {
             o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
         }
