@@ -45,8 +45,8 @@ impl Exports {
     pub fn reconcile(&self) {
         let mut wanted: HashMap<(String, String), ExportDefinition> = HashMap::new();
         for name in self.manager.list() {
-            if let Ok(d) = self.manager.describe(&name) {
-                for e in d.definition.exports {
+            if let Ok(stream) = self.manager.stream(&name) {
+                for e in stream.definition().exports {
                     wanted.insert((name.clone(), e.identifier.clone()), e);
                 }
             }

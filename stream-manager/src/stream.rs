@@ -377,6 +377,11 @@ impl Stream {
         });
     }
 
+    /// The stream's current definition (no storage status, no I/O).
+    pub fn definition(&self) -> StreamDefinition {
+        self.state().def.clone()
+    }
+
     /// One past the last durable sequence number: what readers can see now.
     pub fn durable_end(&self) -> u64 {
         self.0.progress.borrow().durable_end
