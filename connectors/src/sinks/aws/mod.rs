@@ -84,7 +84,7 @@ impl AwsClient {
         s3: bool,
     ) -> Result<reqwest::Response, SinkError> {
         let keys = self.credentials.current().await?;
-        let signed = self.sign(&keys, method.as_str(), url, headers, &body, s3)?;
+        let signed = self.sign(keys, method.as_str(), url, headers, &body, s3)?;
         let mut req = self.http.request(method, url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -103,18 +103,17 @@ impl AwsClient {
 
     fn sign(
         &self,
-        keys: &credentials::Keys,
+        keys: credentials::Keys,
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
         body: &[u8],
         s3: bool,
     ) -> Result<Vec<(&'static str, String)>, SinkError> {
-        let creds = keys.clone();
         let identity: Identity = aws_credential_types::Credentials::new(
-            creds.access_key_id,
-            creds.secret_access_key,
-            creds.session_token,
+            keys.access_key_id,
+            keys.secret_access_key,
+            keys.session_token,
             None,
             "ferry",
         )
