@@ -224,11 +224,17 @@ async fn qos1_messages_published_while_ferry_was_down_arrive_through_its_persist
     let ferry = Ferry::start(&config, dir.path());
     ferry.wait_records("mqtt", n as u64);
     let (_, logs) = ferry.terminate();
-    let got: BTreeSet<String> = read_stream(&dir.path().join("data"), "mqtt")
+    // Every message was acknowledged before that stop: a third start gets no redeliveries.
+    let ferry = Ferry::start(&config, dir.path());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, more_logs) = ferry.terminate();
+    let records = read_stream(&dir.path().join("data"), "mqtt");
+    let got: BTreeSet<String> = records
         .iter()
         .map(|r| String::from_utf8(r.payload.to_vec()).unwrap())
         .collect();
     assert_eq!(got.len(), n, "{logs}");
+    assert_eq!(records.len(), n, "redelivered: {more_logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

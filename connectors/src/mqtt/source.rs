@@ -2,8 +2,8 @@
 //! (this file: the event loop; ingest.rs; ack.rs):
 //!
 //! ```text
-//! event loop ──publish──▶ ingest ──(ack job, in order)──▶ acker ──PUBACK──▶ broker
-//!  (rumqttc poll)        route, append             wait until durable
+//! event loop ──publish──▶ ingest ──(ack job, in order)──▶ acker ──(batches)──▶ event loop
+//!  (rumqttc poll)        route, append             wait until durable        PUBACKs
 //! ```
 //! At-least-once from device to disk: a QoS 1/2 message is acknowledged only after its record is
 //! durable in every stream it routes to. A stream that refuses data (full with
@@ -14,9 +14,10 @@
 //!
 //! Acks carry the connection generation they belong to; an ack for a connection that is gone is
 //! not sent (the packet id would be meaningless), the broker redelivers the message instead.
+//! The event-loop task writes acks between polls, a batch per flush (see ack.rs for why).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_stream_manager::StreamManager;
@@ -27,7 +28,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::ack::ack_loop;
+use super::ack::{ack_loop, lock, write_acks, AckQueue};
 use super::config::BrokerConfig;
 use super::ingest::{Incoming, Ingest};
 use super::metrics::{inc, IngestMetrics};
@@ -139,9 +140,12 @@ impl MqttSource {
             shutdown.clone(),
         );
         tokio::spawn(ingest.run(in_rx, ack_tx));
+        let acks = Arc::new(Mutex::new(AckQueue::default()));
+        let mut ack_buf = Vec::new();
         let mut acker = tokio::spawn(ack_loop(
             ack_rx,
             client.clone(),
+            acks.clone(),
             generation.clone(),
             self.metrics.clone(),
         ));
@@ -160,7 +164,14 @@ impl MqttSource {
             let draining = deadline.is_some();
             let until = deadline
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
-            let event = tokio::select! {
+            let current = generation.load(Ordering::SeqCst);
+            let written =
+                write_acks(&mut eventloop, &acks, &mut ack_buf, current, &self.metrics).await;
+            let event = if let Err(e) = written {
+                eventloop.clean(); // the next poll reconnects
+                Err(e)
+            } else {
+                tokio::select! {
                 _ = shutdown.cancelled(), if !draining => {
                     in_tx = None; // the ingest task finishes what it has, then the acker does
                     deadline = Some(tokio::time::Instant::now() + drain_timeout);
@@ -172,6 +183,7 @@ impl MqttSource {
                     break;
                 }
                 ev = eventloop.poll() => ev,
+                }
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -217,9 +229,14 @@ impl MqttSource {
                         _ = shutdown.cancelled() => {}
                     }
                 }
+                Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
+                    lock(&acks).nudge_sent();
+                }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
+                    generation.fetch_add(1, Ordering::SeqCst); // owed acks are void now
+                    lock(&acks).connection_lost();
                     let was_connected = self.metrics.connected.swap(false, Ordering::Relaxed);
                     self.metrics.subscribed.store(false, Ordering::Relaxed);
                     if was_connected {
@@ -244,14 +261,28 @@ impl MqttSource {
             }
         }
         // Send the queued acks and a DISCONNECT; give the socket a moment to carry them.
-        if self.metrics.connected.load(Ordering::Relaxed) && client.try_disconnect().is_ok() {
+        if self.metrics.connected.load(Ordering::Relaxed) {
+            let current = generation.load(Ordering::SeqCst);
             let flush = async {
                 loop {
-                    match eventloop.poll().await {
-                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                        Ok(_) => {}
+                    write_acks(&mut eventloop, &acks, &mut ack_buf, current, &self.metrics).await?;
+                    if lock(&acks).is_idle() {
+                        break;
+                    }
+                    // A nudge is still in rumqttc's channel: let it through first.
+                    if let Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_)) =
+                        eventloop.poll().await?
+                    {
+                        lock(&acks).nudge_sent();
                     }
                 }
+                if client.try_disconnect().is_ok() {
+                    while !matches!(
+                        eventloop.poll().await?,
+                        Event::Outgoing(Outgoing::Disconnect)
+                    ) {}
+                }
+                Ok::<(), ConnectionError>(())
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
         }
