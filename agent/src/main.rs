@@ -1,5 +1,6 @@
 //! The `ferry` binary: command line, configuration, logging, then the daemon.
 
+mod allocator;
 mod api;
 mod broker;
 mod cli;
@@ -99,6 +100,7 @@ fn main() -> ExitCode {
                 eprintln!("ferry: {e:#}");
                 return ExitCode::from(2);
             }
+            allocator::tune(); // before the runtime starts its threads
             let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
                 return ExitCode::FAILURE;
             };

@@ -164,13 +164,14 @@ impl Catalog {
         export_id: &str,
         next_sequence_number: u64,
     ) -> Result<()> {
-        self.checkpoints.execute(
+        // Cached: parsing the statement cost more than running it, once per exported batch.
+        self.checkpoints.prepare_cached(
             "INSERT INTO export_checkpoints (stream_id, export_id, next_sequence_number, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (stream_id, export_id) DO UPDATE SET
                next_sequence_number = excluded.next_sequence_number, updated_at_ms = excluded.updated_at_ms",
-            params![stream_id, export_id, next_sequence_number as i64, now_ms()],
-        )?;
+        )?
+        .execute(params![stream_id, export_id, next_sequence_number as i64, now_ms()])?;
         Ok(())
     }
 

@@ -114,6 +114,18 @@ fn prefill(data: &Path, records: u64, size: usize) -> Result<()> {
     Ok(())
 }
 
+/// The process's peak resident set (VmHWM), in KiB; 0 if it cannot be read.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 struct Ferry(Child);
 
 impl Drop for Ferry {
@@ -183,12 +195,13 @@ async fn main() -> Result<()> {
             .and_then(|f| *f)
             .context("no request arrived")?;
         let secs = first.elapsed().as_secs_f64();
+        let peak_rss_mb = peak_rss_kib(ferry.0.id()) as f64 / 1024.0;
         drop(ferry);
         let rate = args.records as f64 / secs;
         let mb = counts.bytes.load(Ordering::Relaxed) as f64 / 1e6 / secs;
         ratios.push(rate / ref_rate);
         println!(
-            "round {round}: sink with a plain client {ref_rate:>9.0} records/s {ref_mb:>6.1} MB/s | ferry draining {rate:>9.0} records/s {mb:>6.1} MB/s = {:>3.0}%",
+            "round {round}: sink with a plain client {ref_rate:>9.0} records/s {ref_mb:>6.1} MB/s | ferry draining {rate:>9.0} records/s {mb:>6.1} MB/s = {:>3.0}%, peak RSS {peak_rss_mb:.1} MB",
             100.0 * rate / ref_rate
         );
     }
