@@ -293,7 +293,7 @@ fn start_position(
     }
 }
 
-/// Stores the checkpoint (one SQLite transaction, fsynced) off the async threads. A failure is
+/// Stores the checkpoint (one SQLite transaction: a WAL append, not fsynced). A failure is
 /// logged and retried by the next commit; until then a restart resends from the older one.
 async fn commit(manager: &Arc<StreamManager>, stream: &str, export: &str, next: u64) {
     // A WAL append without fsync (synchronous=NORMAL): short enough to run in place.
