@@ -8,98 +8,23 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use reqwest::Method;
 use rumqttc::QoS;
 use serde_json::{json, Value};
-use support::{free_port, publish, Ferry};
+use support::api::Daemon;
+use support::publish;
 
-struct Daemon {
-    _ferry: Ferry,
-    api: String,
-    mqtt_port: u16,
-    http: reqwest::Client,
-    token: Option<String>,
+/// The daemon these tests use: a 64 KiB body limit (for the 413 test) and, if given, a token.
+fn start(dir: &Path, token: Option<&str>) -> Daemon {
+    let token_line = token.map_or(String::new(), |t| format!("token = \"{t}\"\n"));
+    let extra = format!("[api]\nmax_body_bytes = 65536\n{token_line}");
+    Daemon::start(dir, &extra, token)
 }
-
-impl Daemon {
-    fn start(dir: &Path, token: Option<&str>) -> Daemon {
-        let api_port = free_port();
-        let mqtt_port = free_port();
-        let token_line = token.map_or(String::new(), |t| format!("token = \"{t}\"\n"));
-        let config = dir.join("ferry.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = \"{}\"\n[api]\nmax_body_bytes = 65536\n{token_line}\
-                 [embedded_broker]\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let ferry = Ferry::spawn(
-            &["run", "--config", config.to_str().unwrap()],
-            dir,
-            &[("FERRY_API__LISTEN", format!("127.0.0.1:{api_port}"))],
-        );
-        ferry.wait_log("ferry is ready", Duration::from_secs(20));
-        Daemon {
-            _ferry: ferry,
-            api: format!("http://127.0.0.1:{api_port}"),
-            mqtt_port,
-            http: reqwest::Client::new(),
-            token: token.map(String::from),
-        }
-    }
-
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, format!("{}{path}", self.api));
-        match &self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self.req(method, path);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn append(&self, stream: &str, payloads: &[&str]) -> (u16, Value) {
-        let records: Vec<Value> = payloads.iter().map(|p| json!({"payload": p})).collect();
-        self.call(
-            reqwest::Method::POST,
-            &format!("/v1/streams/{stream}/records"),
-            Some(json!({"records": records})),
-        )
-        .await
-    }
-
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.arg("streams").args(args).env("FERRY_URL", &self.api);
-        if let Some(t) = &self.token {
-            cmd.env("FERRY_TOKEN", t);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
-    }
-}
-
-use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_can_be_created_listed_described_updated_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), None);
+    let d = start(dir.path(), None);
     let (s, v) = d
         .call(
             Method::POST,
@@ -167,7 +92,7 @@ async fn streams_can_be_created_listed_described_updated_and_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_appended_as_json_or_raw_bytes_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), None);
+    let d = start(dir.path(), None);
     d.call(Method::POST, "/v1/streams", Some(json!({"name": "r"})))
         .await;
     let (s, v) = d
@@ -225,7 +150,7 @@ async fn records_are_appended_as_json_or_raw_bytes_and_read_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_is_woken_by_an_append() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), None);
+    let d = start(dir.path(), None);
     d.call(Method::POST, "/v1/streams", Some(json!({"name": "lp"})))
         .await;
     let poll = d
@@ -242,7 +167,7 @@ async fn a_long_poll_is_woken_by_an_append() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_mode_streams_records_and_a_restarted_reader_resumes_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), None);
+    let d = start(dir.path(), None);
     d.call(Method::POST, "/v1/streams", Some(json!({"name": "f"})))
         .await;
     d.append("f", &["0", "1", "2"]).await;
@@ -301,7 +226,7 @@ async fn follow_mode_streams_records_and_a_restarted_reader_resumes_without_gaps
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_streams_answer_per_strategy_and_a_trimmed_read_names_the_oldest() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), None);
+    let d = start(dir.path(), None);
     d.call(
         Method::POST,
         "/v1/streams",
@@ -353,7 +278,7 @@ async fn full_streams_answer_per_strategy_and_a_trimmed_read_names_the_oldest() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_guards_everything_but_healthz() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), Some("s3cret"));
+    let d = start(dir.path(), Some("s3cret"));
     let url = |p: &str| format!("{}{p}", d.api);
     let health = d.http.get(url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -385,7 +310,7 @@ async fn a_token_guards_everything_but_healthz() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_and_oversized_bodies_get_a_clear_4xx_and_the_daemon_carries_on() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), None);
+    let d = start(dir.path(), None);
     d.call(Method::POST, "/v1/streams", Some(json!({"name": "m"})))
         .await;
     let resp = d
@@ -440,7 +365,7 @@ async fn malformed_json_and_oversized_bodies_get_a_clear_4xx_and_the_daemon_carr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_and_two_readers_share_a_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let d = std::sync::Arc::new(Daemon::start(dir.path(), None));
+    let d = std::sync::Arc::new(start(dir.path(), None));
     d.call(Method::POST, "/v1/streams", Some(json!({"name": "shared"})))
         .await;
     let writers: Vec<_> = (0..2)
@@ -505,7 +430,7 @@ async fn two_writers_and_two_readers_share_a_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_match_what_happened() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), None);
+    let d = start(dir.path(), None);
     d.call(Method::POST, "/v1/streams", Some(json!({"name": "api"})))
         .await;
     d.append("api", &["a", "b", "c"]).await;
@@ -575,7 +500,7 @@ async fn metrics_parse_as_prometheus_text_and_match_what_happened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cli_command_works_against_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), Some("tok"));
+    let d = start(dir.path(), Some("tok"));
     let (ok, out, err) = d.cli(&[
         "create",
         "cli",

@@ -8,12 +8,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ferry_connectors::sinks::aws::{AwsClient, AwsSettings, SinkEnv};
 use serde_json::{json, Value};
-use support::{free_port, wait_port, Ferry};
+use support::api::Daemon;
+use support::{free_port, wait_port};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -116,88 +116,6 @@ fn client(m: &Moto, service: &'static str, endpoint: &str, secret: &str) -> AwsC
     AwsClient::new(&settings, service, &SinkEnv::default()).unwrap()
 }
 
-struct Daemon {
-    ferry: Ferry,
-    api: String,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn start(dir: &std::path::Path) -> Daemon {
-        let config = dir.join("ferry.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = \"{}\"\n[embedded_broker]\nlisten = \"127.0.0.1:{}\"\n",
-                dir.join("data").display(),
-                free_port()
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let ferry = Ferry::spawn(
-            &["run", "--config", config.to_str().unwrap()],
-            dir,
-            &[("FERRY_API__LISTEN", format!("127.0.0.1:{port}"))],
-        );
-        ferry.wait_log("ferry is ready", Duration::from_secs(20));
-        Daemon {
-            ferry,
-            api: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn create(&self, stream: &str, export: Value) {
-        let r = self
-            .http
-            .post(format!("{}/v1/streams", self.api))
-            .json(&json!({"name": stream, "exports": [export]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    }
-
-    async fn append(&self, stream: &str, records: Vec<Value>) {
-        for chunk in records.chunks(100) {
-            let r = self
-                .http
-                .post(format!("{}/v1/streams/{stream}/records", self.api))
-                .json(&json!({"records": chunk}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
-        }
-    }
-
-    async fn wait_export(&self, stream: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let v: Value = self
-                .http
-                .get(format!("{}/v1/streams/{stream}", self.api))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let e = v["exports"][0].clone();
-            if pred(&e) {
-                return e;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "export state: {e}\n{}",
-                self.ferry.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 fn aws_export(kind: &str, m: &Moto, endpoint: &str, secret: &str, extra: Value) -> Value {
     let mut settings = json!({"region": "us-east-1", "endpoint": endpoint, "credentials": {"access_key_id": m.key, "secret_access_key": secret}});
     for (k, v) in extra.as_object().unwrap() {
@@ -261,33 +179,30 @@ async fn kinesis_receives_every_record_in_order_per_partition_key_and_a_wrong_si
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path());
-    d.create(
-        "good",
-        aws_export(
-            "kinesis",
-            &m,
-            &m.url,
-            &m.secret,
-            json!({"stream_name": "ferry-k"}),
-        ),
-    )
-    .await;
-    d.create(
-        "bad",
-        aws_export(
-            "kinesis",
-            &m,
-            &m.url,
-            "wrong-secret",
-            json!({"stream_name": "ferry-k"}),
-        ),
-    )
-    .await;
-    d.append("good", records(120)).await;
-    d.append("bad", records(5)).await;
-    d.wait_export("good", |e| e["checkpoint"] == 120).await;
-    let bad = d.wait_export("bad", |e| e["state"] == "paused").await;
+    let d = Daemon::start(dir.path(), "", None);
+    let good = aws_export(
+        "kinesis",
+        &m,
+        &m.url,
+        &m.secret,
+        json!({"stream_name": "ferry-k"}),
+    );
+    d.create(json!({"name": "good", "exports": [good]})).await;
+    let bad = aws_export(
+        "kinesis",
+        &m,
+        &m.url,
+        "wrong-secret",
+        json!({"stream_name": "ferry-k"}),
+    );
+    d.create(json!({"name": "bad", "exports": [bad]})).await;
+    d.append_all("good", records(120)).await;
+    d.append_all("bad", records(5)).await;
+    d.wait_export("good", "delivered", |e| e["checkpoint"] == 120)
+        .await;
+    let bad = d
+        .wait_export("bad", "paused", |e| e["state"] == "paused")
+        .await;
     assert!(
         bad["last_error"]
             .as_str()
@@ -345,7 +260,7 @@ async fn firehose_delivers_newline_separated_records_to_s3() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path());
+    let d = Daemon::start(dir.path(), "", None);
     let mut e = aws_export(
         "firehose",
         &m,
@@ -354,9 +269,10 @@ async fn firehose_delivers_newline_separated_records_to_s3() {
         json!({"delivery_stream_name": "ferry-fh"}),
     );
     e["batch_size"] = json!(25);
-    d.create("f", e).await;
-    d.append("f", records(60)).await;
-    d.wait_export("f", |e| e["checkpoint"] == 60).await;
+    d.create(json!({"name": "f", "exports": [e]})).await;
+    d.append_all("f", records(60)).await;
+    d.wait_export("f", "delivered", |e| e["checkpoint"] == 60)
+        .await;
     let text = list_and_read(&s3, &m.url, "fh-bucket", "fh/").await;
     let lines: Vec<&str> = text.iter().flat_map(|t| t.lines()).collect();
     let mut sorted = lines.clone();
@@ -424,7 +340,7 @@ async fn s3_objects_are_keyed_by_sequence_range_and_large_ones_go_up_in_parts() 
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path());
+    let d = Daemon::start(dir.path(), "", None);
     let mut e = aws_export(
         "s3",
         &m,
@@ -433,9 +349,10 @@ async fn s3_objects_are_keyed_by_sequence_range_and_large_ones_go_up_in_parts() 
         json!({"bucket": "ferry-s3", "key_prefix": "small/{stream}/{yyyy}/"}),
     );
     e["batch_size"] = json!(50);
-    d.create("objs", e).await;
-    d.append("objs", records(120)).await;
-    d.wait_export("objs", |e| e["checkpoint"] == 120).await;
+    d.create(json!({"name": "objs", "exports": [e]})).await;
+    d.append_all("objs", records(120)).await;
+    d.wait_export("objs", "delivered", |e| e["checkpoint"] == 120)
+        .await;
     let objects = list_and_read(&s3, &m.url, "ferry-s3", "small/objs/").await;
     assert_eq!(objects.len(), 3, "120 records in batches of 50");
     let all: Vec<String> = objects.concat().lines().map(String::from).collect();
@@ -455,17 +372,18 @@ async fn s3_objects_are_keyed_by_sequence_range_and_large_ones_go_up_in_parts() 
     );
     big["batch_size"] = json!(60);
     big["batch_interval_ms"] = json!(2000);
-    d.create("big", big).await;
+    d.create(json!({"name": "big", "exports": [big]})).await;
     let payload = "x".repeat(100_000);
-    d.append(
+    d.append_all(
         "big",
         (0..60).map(|_| json!({"payload": payload})).collect(),
     )
     .await;
-    d.wait_export("big", |e| e["checkpoint"] == 60).await;
+    d.wait_export("big", "delivered", |e| e["checkpoint"] == 60)
+        .await;
     let objects = list_and_read(&s3, &m.url, "ferry-s3", "big/").await;
     assert_eq!(objects.iter().map(String::len).sum::<usize>(), 60 * 100_001);
-    assert!(d.ferry.logs().contains("ready"));
+    assert!(d.logs().contains("ready"));
 }
 
 /// FAKE: a proxy in front of moto that produces what moto cannot: throttling of a whole call,
@@ -547,7 +465,7 @@ async fn throttling_is_retried_and_only_failed_records_are_put_again_in_order() 
     let faults = Arc::new(Mutex::new(Faults::default()));
     let port = proxy(m.url.clone(), faults.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path());
+    let d = Daemon::start(dir.path(), "", None);
     let mut e = aws_export(
         "kinesis",
         &m,
@@ -557,9 +475,11 @@ async fn throttling_is_retried_and_only_failed_records_are_put_again_in_order() 
     );
     e["batch_size"] = json!(10);
     e["batch_interval_ms"] = json!(500);
-    d.create("t", e).await;
-    d.append("t", records(10)).await; // one call, so the ten records form one batch
-    let status = d.wait_export("t", |e| e["checkpoint"] == 10).await;
+    d.create(json!({"name": "t", "exports": [e]})).await;
+    d.append_all("t", records(10)).await; // one call, so the ten records form one batch
+    let status = d
+        .wait_export("t", "delivered", |e| e["checkpoint"] == 10)
+        .await;
     assert!(
         status["retries"].as_u64().unwrap() >= 1,
         "the throttled call was retried: {status}"

@@ -12,7 +12,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
-use support::{free_port, Ferry};
+use support::api::Daemon;
+use support::free_port;
 
 /// The test's HTTP sink: answers from a script (then 200), records what it accepted.
 #[derive(Default)]
@@ -73,106 +74,6 @@ async fn start_sink(port: u16, state: Shared) -> tokio::task::JoinHandle<()> {
     })
 }
 
-struct Daemon {
-    ferry: Option<Ferry>,
-    api: String,
-    config: std::path::PathBuf,
-    dir: std::path::PathBuf,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn start(dir: &std::path::Path, extra: &str) -> Daemon {
-        let config = dir.join("ferry.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = \"{}\"\n{extra}\n[embedded_broker]\nlisten = \"127.0.0.1:{}\"\n",
-                dir.join("data").display(),
-                free_port()
-            ),
-        )
-        .unwrap();
-        let mut d = Daemon {
-            ferry: None,
-            api: String::new(),
-            config,
-            dir: dir.to_owned(),
-            http: reqwest::Client::new(),
-        };
-        d.restart();
-        d
-    }
-
-    fn restart(&mut self) {
-        let port = free_port();
-        let ferry = Ferry::spawn(
-            &["run", "--config", self.config.to_str().unwrap()],
-            &self.dir,
-            &[("FERRY_API__LISTEN", format!("127.0.0.1:{port}"))],
-        );
-        ferry.wait_log("ferry is ready", Duration::from_secs(20));
-        self.api = format!("http://127.0.0.1:{port}");
-        self.ferry = Some(ferry);
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .request(method, format!("{}{path}", self.api))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
-    }
-
-    async fn fill(&self, stream: &str, n: usize, size: usize) {
-        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-            let records: Vec<Value> = chunk
-                .iter()
-                .map(|i| json!({"payload": format!("{i:0>size$}")}))
-                .collect();
-            self.call(
-                reqwest::Method::POST,
-                &format!("/v1/streams/{stream}/records"),
-                json!({"records": records}),
-            )
-            .await;
-        }
-    }
-
-    async fn export_status(&self, stream: &str) -> Value {
-        let v: Value = self
-            .http
-            .get(format!("{}/v1/streams/{stream}", self.api))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["exports"][0].clone()
-    }
-
-    async fn wait_export(&self, stream: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let s = self.export_status(stream).await;
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "export never {what}: {s}\n{}",
-                self.ferry.as_ref().unwrap().logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 fn export(id: &str, url: &str, extra: Value) -> Value {
     let mut e = json!({"identifier": id, "kind": "http", "settings": {"url": url}, "batch_size": 20, "batch_interval_ms": 50});
     for (k, v) in extra.as_object().unwrap() {
@@ -196,15 +97,11 @@ fn delivered(state: &Shared, path: &str) -> BTreeMap<u64, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_was_down_gets_every_record_when_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "");
+    let d = Daemon::start(dir.path(), "", None);
     let port = free_port(); // nothing listens yet: connection refused
     let url = format!("http://127.0.0.1:{port}/down");
-    d.call(
-        reqwest::Method::POST,
-        "/v1/streams",
-        json!({"name": "s", "exports": [export("e", &url, json!({}))]}),
-    )
-    .await;
+    d.create(json!({"name": "s", "exports": [export("e", &url, json!({}))]}))
+        .await;
     d.fill("s", 100, 10).await;
     let s = d
         .wait_export("s", "retried", |s| {
@@ -238,22 +135,17 @@ async fn a_sink_that_was_down_gets_every_record_when_it_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_and_429_are_retried_honouring_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "");
+    let d = Daemon::start(dir.path(), "", None);
     let sink: Shared = Arc::default();
     sink.lock().unwrap().script =
         VecDeque::from([(500, None), (503, None), (429, Some(1)), (200, None)]);
     let port = free_port();
     let _server = start_sink(port, sink.clone()).await;
-    d.call(reqwest::Method::POST, "/v1/streams", json!({"name": "s"}))
-        .await;
+    d.create(json!({"name": "s"})).await;
     d.fill("s", 30, 10).await;
     let url = format!("http://127.0.0.1:{port}/flaky");
-    d.call(
-        reqwest::Method::PUT,
-        "/v1/streams/s",
-        json!({"name": "s", "exports": [export("e", &url, json!({}))]}),
-    )
-    .await;
+    d.update(json!({"name": "s", "exports": [export("e", &url, json!({}))]}))
+        .await;
     let s = d
         .wait_export("s", "delivered", |s| s["checkpoint"] == 30)
         .await;
@@ -271,21 +163,16 @@ async fn server_errors_and_429_are_retried_honouring_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_pauses_or_skips_per_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "");
+    let d = Daemon::start(dir.path(), "", None);
     let sink: Shared = Arc::default();
     sink.lock().unwrap().script = VecDeque::from([(400, None), (400, None)]);
     let port = free_port();
     let _server = start_sink(port, sink.clone()).await;
-    d.call(reqwest::Method::POST, "/v1/streams", json!({"name": "p"}))
-        .await;
+    d.create(json!({"name": "p"})).await;
     d.fill("p", 20, 10).await;
     let url = format!("http://127.0.0.1:{port}/perm");
-    d.call(
-        reqwest::Method::PUT,
-        "/v1/streams/p",
-        json!({"name": "p", "exports": [export("e", &url, json!({}))]}),
-    )
-    .await;
+    d.update(json!({"name": "p", "exports": [export("e", &url, json!({}))]}))
+        .await;
     let s = d
         .wait_export("p", "paused", |s| s["state"] == "paused")
         .await;
@@ -294,9 +181,7 @@ async fn a_permanent_error_pauses_or_skips_per_policy() {
         (Some(0), Some("HTTP 400"))
     );
     // The same refusal with on_permanent_error = skip: the batch is skipped and counted.
-    d.call(
-        reqwest::Method::PUT,
-        "/v1/streams/p",
+    d.update(
         json!({"name": "p", "exports": [export("e", &url, json!({"on_permanent_error": "skip"}))]}),
     )
     .await;
@@ -315,24 +200,19 @@ async fn a_permanent_error_pauses_or_skips_per_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_mid_export_resumes_from_the_checkpoint_with_at_most_one_batch_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start(dir.path(), "");
+    let mut d = Daemon::start(dir.path(), "", None);
     let sink: Shared = Arc::default();
     sink.lock().unwrap().delay = Duration::from_millis(30);
     let port = free_port();
     let _server = start_sink(port, sink.clone()).await;
     let url = format!("http://127.0.0.1:{port}/kill");
-    d.call(reqwest::Method::POST, "/v1/streams", json!({"name": "k"}))
-        .await;
+    d.create(json!({"name": "k"})).await;
     d.fill("k", 600, 10).await;
-    d.call(
-        reqwest::Method::PUT,
-        "/v1/streams/k",
-        json!({"name": "k", "exports": [export("e", &url, json!({}))]}),
-    )
-    .await;
+    d.update(json!({"name": "k", "exports": [export("e", &url, json!({}))]}))
+        .await;
     d.wait_export("k", "under way", |s| s["checkpoint"].as_u64() >= Some(100))
         .await;
-    d.ferry.take().unwrap().kill9();
+    d.kill9();
     let before = delivered(&sink, "kill").len();
     assert!(before < 600, "the kill came too late to test anything");
     d.restart();
@@ -354,24 +234,23 @@ async fn a_sigkill_mid_export_resumes_from_the_checkpoint_with_at_most_one_batch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_bandwidth_cap_the_high_priority_backlog_drains_first() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "[export]\nbandwidth_bytes_per_second = 40000\n");
+    let d = Daemon::start(
+        dir.path(),
+        "[export]\nbandwidth_bytes_per_second = 40000\n",
+        None,
+    );
     let sink: Shared = Arc::default();
     let port = free_port();
     let _server = start_sink(port, sink.clone()).await;
     for s in ["low", "high"] {
-        d.call(reqwest::Method::POST, "/v1/streams", json!({"name": s}))
-            .await;
+        d.create(json!({"name": s})).await;
         d.fill(s, 100, 400).await;
     }
     // The low-priority export starts first; the high-priority one must still drain first.
     for (s, prio) in [("low", 9), ("high", 1)] {
         let url = format!("http://127.0.0.1:{port}/{s}");
-        d.call(
-            reqwest::Method::PUT,
-            &format!("/v1/streams/{s}"),
-            json!({"name": s, "exports": [export("e", &url, json!({"priority": prio}))]}),
-        )
-        .await;
+        d.update(json!({"name": s, "exports": [export("e", &url, json!({"priority": prio}))]}))
+            .await;
     }
     d.wait_export("low", "drained", |s| s["checkpoint"] == 100)
         .await;
@@ -393,15 +272,10 @@ async fn under_a_bandwidth_cap_the_high_priority_backlog_drains_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_retention_removed_before_export_are_counted_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "");
+    let d = Daemon::start(dir.path(), "", None);
     let port = free_port(); // the sink stays down while the stream overwrites its oldest data
     let url = format!("http://127.0.0.1:{port}/late");
-    d.call(
-        reqwest::Method::POST,
-        "/v1/streams",
-        json!({"name": "r", "max_size_bytes": 65536, "strategy_on_full": "overwrite_oldest_data", "exports": [export("e", &url, json!({}))]}),
-    )
-    .await;
+    d.create(json!({"name": "r", "max_size_bytes": 65536, "strategy_on_full": "overwrite_oldest_data", "exports": [export("e", &url, json!({}))]})).await;
     d.fill("r", 1000, 100).await;
     let v: Value = d
         .http

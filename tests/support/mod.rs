@@ -1,6 +1,9 @@
 //! Helpers for Ferry's end-to-end tests: real peers (Debian's `mosquitto`, started on a free
 //! port), the real `ferry` binary, and an MQTT publisher that counts the broker's PUBACKs.
+//! `api::Daemon` drives a daemon through its local HTTP API.
 #![allow(dead_code)] // each test file uses its own subset
+
+pub mod api;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
