@@ -8,6 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use ferry_connectors::sinks::aws::{AwsClient, AwsSettings, SinkEnv};
@@ -45,12 +46,29 @@ async fn moto() -> Moto {
     wait_port(port);
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    // While authentication is off moto needs only the credential scope to route to IAM.
+    // While authentication is off moto needs only the credential scope to route to IAM. A
+    // freshly installed moto has been seen to drop its first request while it loads: transport
+    // errors (not answers) are retried a few times.
     let iam = |form: Vec<(&'static str, String)>| {
-        http.post(format!("{url}/"))
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00")
-            .form(&form)
-            .send()
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            for attempt in 1.. {
+                let sent = http.post(format!("{url}/"))
+                    .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00")
+                    .form(&form)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) => return r,
+                    Err(e) if attempt < 10 => {
+                        eprintln!("moto setup request failed ({e}); retrying");
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Err(e) => panic!("moto does not answer: {e}"),
+                }
+            }
+            unreachable!()
+        }
     };
     let v = |s: &str| s.to_string();
     iam(vec![
@@ -58,8 +76,7 @@ async fn moto() -> Moto {
         ("UserName", v("ferry")),
         ("Version", v("2010-05-08")),
     ])
-    .await
-    .unwrap();
+    .await;
     let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kinesis:*", "firehose:*", "s3:*"], "Resource": "*"}]});
     iam(vec![
         ("Action", v("PutUserPolicy")),
@@ -68,15 +85,13 @@ async fn moto() -> Moto {
         ("PolicyDocument", policy.to_string()),
         ("Version", v("2010-05-08")),
     ])
-    .await
-    .unwrap();
+    .await;
     let xml = iam(vec![
         ("Action", v("CreateAccessKey")),
         ("UserName", v("ferry")),
         ("Version", v("2010-05-08")),
     ])
     .await
-    .unwrap()
     .text()
     .await
     .unwrap();

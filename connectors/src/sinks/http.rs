@@ -105,6 +105,26 @@ impl HttpSink {
         }
     }
 
+    /// reqwest's own message names only the URL ("error sending request for url ..."); the
+    /// cause that says what to fix is in its source chain.
+    fn transport_error(&self, e: &reqwest::Error) -> String {
+        let url = &self.settings.url;
+        if e.is_timeout() {
+            return format!(
+                "POST {url}: no answer within {} ms (timeout_ms)",
+                self.settings.timeout_ms
+            );
+        }
+        let mut reason = format!("POST {url}: {e}");
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            reason.push_str(": ");
+            reason.push_str(&c.to_string());
+            cause = c.source();
+        }
+        reason
+    }
+
     fn body(&self, records: &[Record]) -> (Vec<u8>, &'static str) {
         match self.settings.format {
             Format::Ndjson => {
@@ -176,7 +196,7 @@ impl Sink for HttpSink {
                 .send()
                 .await
                 .map_err(|e| SinkError::Retryable {
-                    reason: format!("POST {}: {e}", self.settings.url),
+                    reason: self.transport_error(&e),
                     retry_after: None,
                 })?;
             let retry_after = resp
