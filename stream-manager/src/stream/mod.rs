@@ -9,7 +9,6 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -17,10 +16,17 @@ use crate::definition::{Persistence, StrategyOnFull, StreamDefinition};
 use crate::error::{Error, Result};
 use crate::log::{DamageStats, FileLog};
 use crate::memory::MemoryLog;
-use crate::record::{NewRecord, Record};
+use crate::record::NewRecord;
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::storage::FileSystem;
-use crate::sync::{block_on, syncer_loop, SyncFlags};
+use crate::sync::{syncer_loop, SyncFlags};
+
+mod pending;
+mod read;
+mod retention;
+
+pub use pending::PendingAppend;
+pub use read::ReadOptions;
 
 /// Milliseconds since the Unix epoch; injectable so retention can be tested without waiting.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -117,75 +123,6 @@ pub(crate) struct Inner {
 /// A handle on one stream; cheap to clone.
 #[derive(Clone)]
 pub struct Stream(pub(crate) Arc<Inner>);
-
-/// An append written to the stream but perhaps not yet durable. Clones wait for the same append.
-#[derive(Clone)]
-#[must_use = "an append is acknowledged only once `durable` or `wait_blocking` returns"]
-pub struct PendingAppend {
-    range: Range<u64>,
-    name: String,
-    rx: watch::Receiver<Progress>,
-}
-
-impl PendingAppend {
-    pub fn sequence_numbers(&self) -> Range<u64> {
-        self.range.clone()
-    }
-
-    /// Resolves once every record of the append is durable.
-    pub async fn durable(mut self) -> Result<Range<u64>> {
-        let end = self.range.end;
-        let p = self
-            .rx
-            .wait_for(|p| p.durable_end >= end || p.failed.is_some() || p.closed)
-            .await
-            .map(|p| p.clone())
-            .unwrap_or_else(|_| Progress {
-                closed: true,
-                ..Default::default()
-            });
-        if p.durable_end >= end {
-            return Ok(self.range);
-        }
-        Err(Error::StorageFailed {
-            name: self.name,
-            reason: p.failed.map_or_else(
-                || "stream closed before the append was durable".into(),
-                |f| f.to_string(),
-            ),
-        })
-    }
-
-    /// Blocks the calling thread until every record of the append is durable.
-    pub fn wait_blocking(self) -> Result<Range<u64>> {
-        block_on(self.durable())
-    }
-}
-
-/// Parameters of a read.
-#[derive(Debug, Clone)]
-pub struct ReadOptions {
-    pub from: u64,
-    /// Wait until at least this many records from `from` exist (or `timeout` passes).
-    pub min_count: usize,
-    pub max_count: usize,
-    /// Stop before exceeding this many stored bytes; 0 means no byte limit. At least one record
-    /// is returned when one exists, whatever its size.
-    pub max_bytes: u64,
-    pub timeout: Duration,
-}
-
-impl ReadOptions {
-    pub fn from(from: u64) -> Self {
-        ReadOptions {
-            from,
-            min_count: 1,
-            max_count: 1000,
-            max_bytes: 0,
-            timeout: Duration::ZERO,
-        }
-    }
-}
 
 impl Stream {
     pub(crate) fn open(
@@ -346,29 +283,6 @@ impl Stream {
         Ok(pending)
     }
 
-    fn make_room(&self, st: &mut State, needed: u64, count: u64) -> Result<()> {
-        let max = st.def.max_size_bytes;
-        while st.log.total_bytes() + needed > max {
-            if st.def.strategy_on_full == StrategyOnFull::RejectNewData {
-                st.counters.rejected_full_records += count;
-                return Err(Error::StreamFull {
-                    name: self.0.name.clone(),
-                    bytes: st.log.total_bytes(),
-                    max_size_bytes: max,
-                });
-            }
-            let dropped = match &mut st.log {
-                Log::File(l) => l.drop_oldest_segment()?,
-                Log::Memory(l) => l.drop_oldest().then_some(1),
-            };
-            match dropped {
-                Some(n) => st.counters.dropped_by_size_records += n,
-                None => break,
-            }
-        }
-        Ok(())
-    }
-
     pub(crate) fn publish_durable(&self, end: u64) {
         self.0.progress.send_if_modified(|p| {
             let advance = end > p.durable_end;
@@ -380,93 +294,6 @@ impl Stream {
     /// The stream's current definition (no storage status, no I/O).
     pub fn definition(&self) -> StreamDefinition {
         self.state().def.clone()
-    }
-
-    /// One past the last durable sequence number: what readers can see now.
-    pub fn durable_end(&self) -> u64 {
-        self.0.progress.borrow().durable_end
-    }
-
-    /// Reads what is durable now, without waiting.
-    pub fn read_now(&self, from: u64, max_count: usize, max_bytes: u64) -> Result<Vec<Record>> {
-        let end = self.0.progress.borrow().durable_end;
-        let mut st = self.state();
-        if st.deleted {
-            return Err(Error::StreamDeleted(self.0.name.clone()));
-        }
-        let oldest = st.log.first_seq();
-        if from < oldest {
-            return Err(Error::SequenceTrimmed {
-                name: self.0.name.clone(),
-                requested: from,
-                oldest,
-            });
-        }
-        if from >= end || max_count == 0 {
-            return Ok(Vec::new());
-        }
-        let st = &mut *st;
-        match &mut st.log {
-            Log::File(l) => {
-                let out = l.read(from, max_count, max_bytes, end);
-                st.counters.damage = l.damage;
-                out
-            }
-            Log::Memory(l) => Ok(l.read(from, max_count, max_bytes, end)),
-        }
-    }
-
-    /// Waits (without polling) until `min_count` records from `from` are durable or the timeout
-    /// passes, then reads.
-    pub async fn read(&self, opts: ReadOptions) -> Result<Vec<Record>> {
-        if opts.max_count == 0 || opts.min_count > opts.max_count {
-            return Err(Error::InvalidRead(format!(
-                "need 1 <= max_count and min_count <= max_count (got min {} max {})",
-                opts.min_count, opts.max_count
-            )));
-        }
-        // Fail fast on a trimmed position rather than after the wait.
-        self.read_now(opts.from, 0, 0)?;
-        let target = opts.from.saturating_add(opts.min_count as u64);
-        let mut rx = self.0.progress.subscribe();
-        if opts.min_count > 0 && !opts.timeout.is_zero() {
-            let wait = rx.wait_for(|p| p.durable_end >= target || p.closed);
-            let _ = tokio::time::timeout(opts.timeout, wait).await;
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            this.read_now(opts.from, opts.max_count, opts.max_bytes)
-        })
-        .await
-        .map_err(|e| Error::InvalidRead(format!("read task failed: {e}")))?
-    }
-
-    /// Removes records older than the stream's time to live. Returns how many were removed.
-    pub fn enforce_ttl(&self) -> Result<u64> {
-        let mut st = self.state();
-        let Some(ttl) = st.def.time_to_live_ms else {
-            return Ok(0);
-        };
-        let cutoff = (self.0.clock)().saturating_sub(ttl as i64);
-        let mut removed = 0;
-        loop {
-            let n = match &mut st.log {
-                Log::File(l) => match l.oldest_segment_last_timestamp()? {
-                    Some(ts) if ts < cutoff => l.drop_oldest_segment()?.unwrap_or(0),
-                    _ => 0,
-                },
-                Log::Memory(l) => match l.oldest_timestamp() {
-                    Some(ts) if ts < cutoff => u64::from(l.drop_oldest()),
-                    _ => 0,
-                },
-            };
-            if n == 0 {
-                break;
-            }
-            removed += n;
-        }
-        st.counters.dropped_by_ttl_records += removed;
-        Ok(removed)
     }
 
     pub fn describe(&self) -> Result<StreamDescription> {
