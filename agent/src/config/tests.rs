@@ -1,0 +1,127 @@
+//! Configuration loading: the shipped example and systemd configs, defaults, and errors that name
+//! the file, the key and the reason.
+
+use super::*;
+
+fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<AgentConfig, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(&path, toml).unwrap();
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    AgentConfig::load(Some(&path), &env)
+}
+
+#[test]
+fn the_example_config_shipped_in_the_repository_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferry.example.toml");
+    let cfg = AgentConfig::load(Some(&path), &HashMap::new()).unwrap();
+    assert_eq!(cfg.streams.len(), 2);
+    assert_eq!(
+        cfg.brokers.len(),
+        1,
+        "an external broker turns the embedded one off"
+    );
+    assert!(!cfg.embedded_enabled());
+    assert_eq!(
+        cfg.brokers[0].tls.as_ref().unwrap().ca_file,
+        Path::new("/etc/ferry/ca.pem")
+    );
+    assert_eq!(cfg.streams[0].time_to_live_ms, Some(604_800_000));
+}
+
+#[test]
+fn the_config_the_systemd_install_ships_is_valid_and_uses_the_state_directory() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/ferry.toml");
+    let cfg = AgentConfig::load(Some(&path), &HashMap::new()).unwrap();
+    assert_eq!(cfg.data_dir, Path::new("/var/lib/ferry"));
+    assert!(cfg.embedded_enabled());
+}
+
+#[test]
+fn no_config_means_an_embedded_broker_and_one_stream_for_everything() {
+    let cfg = AgentConfig::load(None, &HashMap::new()).unwrap();
+    assert!(cfg.embedded_enabled());
+    assert_eq!(cfg.data_dir, Path::new("./ferry-data"));
+    assert_eq!(cfg.streams[0].name, DEFAULT_STREAM);
+    assert_eq!(cfg.routes[0].filter, "#");
+    assert_eq!(
+        (cfg.brokers[0].name.as_str(), cfg.brokers[0].port),
+        (EMBEDDED_CONNECTION, 1883)
+    );
+}
+
+#[test]
+fn an_unknown_key_is_rejected_naming_the_file_and_the_key() {
+    let err = load_str(
+        "[embedded_broker]\nlisten = \"127.0.0.1:1\"\nlisten_port = 5\n",
+        &[],
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ferry.toml") && msg.contains("listen_port"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_wrong_type_is_rejected_naming_the_key() {
+    let msg = load_str("shutdown_timeout_ms = \"soon\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("ferry.toml") && msg.contains("shutdown_timeout_ms"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_invalid_value_is_rejected_naming_the_key_and_the_reason() {
+    let msg = load_str("[[streams]]\nname = \"s\"\nmax_size_bytes = 10\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("streams[0]") && msg.contains("max_size_bytes"),
+        "{msg}"
+    );
+    let msg = load_str(
+        "[[streams]]\nname = \"s\"\n[[routes]]\nfilter = \"a/#/b\"\nstream = \"s\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("routes[0].filter"), "{msg}");
+    let msg = load_str("[[routes]]\nfilter = \"#\"\nstream = \"nowhere\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("routes[0].stream") && msg.contains("nowhere"),
+        "{msg}"
+    );
+    let msg = load_str("[[brokers]]\nname = \"b\"\nkeep_alive_secs = 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("brokers[0].keep_alive_secs"), "{msg}");
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let cfg = load_str(
+        "data_dir = \"/from/file\"\n[log]\nformat = \"text\"\n",
+        &[
+            ("FERRY_DATA_DIR", "/from/env"),
+            ("FERRY_LOG__FORMAT", "json"),
+            ("FERRY_CONFIG", "ignored.toml"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.data_dir, Path::new("/from/env"));
+    assert_eq!(cfg.log.format, LogFormat::Json);
+    let msg = load_str("", &[("FERRY_NO_SUCH_KEY", "1")])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no_such_key"), "{msg}");
+}
