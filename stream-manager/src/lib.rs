@@ -18,6 +18,7 @@ mod manager;
 mod memory;
 mod reader;
 pub mod record;
+mod recovery;
 pub mod segment;
 pub mod storage;
 mod stream;

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{SparseIndex, INDEX_MAGIC};
-use crate::reader::{read_segment, report_damage, scan_tail};
+use crate::reader::{read_segment, scan_tail};
 use crate::record::{encode_frame, NewRecord, Record};
+use crate::recovery::recover_active;
 use crate::segment::{
-    index_file_name, parse_segment_file_name, segment_file_name, segment_header, FrameReader,
-    Segment, Step, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    index_file_name, parse_segment_file_name, segment_file_name, segment_header, Segment,
+    SEGMENT_HEADER_LEN,
 };
 use crate::storage::{FileSystem, LogFile};
 
@@ -54,7 +55,7 @@ pub struct FileLog {
     pub damage: DamageStats,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
@@ -345,7 +346,7 @@ impl FileLog {
     }
 }
 
-fn new_segment(
+pub(crate) fn new_segment(
     base: u64,
     end: u64,
     len: u64,
@@ -375,65 +376,4 @@ fn create_segment_file(fs: &dyn FileSystem, dir: &Path, base: u64) -> Result<Arc
         return Err(Error::io(path, e));
     }
     Ok(file)
-}
-
-/// Scans the newest segment at start-up: rebuilds its index, skips damaged ranges and cuts a
-/// torn tail.
-fn recover_active(
-    name: &str,
-    fs: &dyn FileSystem,
-    dir: &Path,
-    base: u64,
-    damage: &mut DamageStats,
-) -> Result<(Segment, SparseIndex)> {
-    let path = dir.join(segment_file_name(base));
-    let file = fs.open(&path, false).map_err(io_err(&path))?;
-    let mut len = file.size().map_err(io_err(&path))?;
-    let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
-    let n = file.read_full_at(&mut header, 0).map_err(io_err(&path))?;
-    if n < header.len() || &header[..8] != SEGMENT_MAGIC || header[8..] != base.to_le_bytes() {
-        // A segment created but never written (a crash during a roll), or a damaged header:
-        // the header is rewritten; records after it are still recovered by their checksums.
-        tracing::warn!(stream = name, path = %path.display(), "segment header missing or damaged; rewriting it");
-        file.write_all_at(&segment_header(base), 0)
-            .map_err(io_err(&path))?;
-        len = len.max(SEGMENT_HEADER_LEN);
-    }
-    let mut seg = new_segment(base, base, len, file.clone(), None);
-    let mut index = SparseIndex::default();
-    let mut reader = FrameReader::new(&*file, SEGMENT_HEADER_LEN, len);
-    let mut valid_end = SEGMENT_HEADER_LEN;
-    loop {
-        match reader.next_step().map_err(io_err(&path))? {
-            Step::Frame { pos, record, len } if record.sequence_number >= seg.end => {
-                index.observe((record.sequence_number - base) as u32, pos);
-                seg.end = record.sequence_number + 1;
-                seg.first_timestamp_ms.get_or_insert(record.timestamp_ms);
-                seg.last_timestamp_ms = Some(record.timestamp_ms);
-                valid_end = pos + len;
-            }
-            Step::End => break,
-            Step::Frame { pos, .. } | Step::Damaged { pos, .. } => {
-                match reader.resync(seg.end, u64::MAX).map_err(io_err(&path))? {
-                    Some(next) => report_damage(
-                        name,
-                        dir,
-                        &mut seg,
-                        pos,
-                        next,
-                        "checksum or framing",
-                        damage,
-                    ),
-                    None => break,
-                }
-            }
-        }
-    }
-    if valid_end < len {
-        tracing::warn!(stream = name, path = %path.display(), cut_bytes = len - valid_end, "torn tail truncated");
-        damage.truncated_tail_bytes += len - valid_end;
-        file.set_len(valid_end).map_err(io_err(&path))?;
-    }
-    seg.len = valid_end;
-    Ok((seg, index))
 }
