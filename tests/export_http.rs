@@ -188,7 +188,7 @@ async fn a_slow_sink_is_waited_for_and_one_slower_than_the_timeout_is_retried() 
         .wait_export("s", "retrying", |s| s["retries"].as_u64() >= Some(1))
         .await;
     let error = s["last_error"].as_str().unwrap_or_default();
-    assert!(error.contains("no answer within 1000 ms"), "{s}");
+    assert!(error.contains("timed out (timeout_ms = 1000)"), "{s}");
     sink.lock().unwrap().delay = Duration::ZERO;
     d.wait_export("s", "caught up", |s| s["checkpoint"] == 40)
         .await;

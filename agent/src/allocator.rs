@@ -10,23 +10,32 @@
 //! `ferry-export-bench`.
 //!
 //! Raising the trim threshold to 2 MiB keeps that memory in the arena between batches. Setting
-//! it turns off glibc's adaptive `mmap` threshold, so that one is pinned at 1 MiB: bigger
-//! allocations (large S3 objects) still get their own mapping and go back to the system at
-//! once. The cost is at most 2 MiB of free memory kept per arena, which shows in RSS only
-//! where an arena really reached that size.
+//! it turns off glibc's adaptive `mmap` threshold, so that one is pinned at 1 MiB (512 KiB on
+//! 32-bit, glibc's ceiling there): bigger allocations (large S3 objects) still get their own
+//! mapping and go back to the system at once. The cost is at most twice that of free memory
+//! kept per arena, which shows in RSS only where an arena really reached that size.
 
 /// Applies the tuning; a no-op where the C library is not glibc (musl builds, other systems).
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        const TRIM_THRESHOLD_BYTES: libc::c_int = 2 << 20;
-        const MMAP_THRESHOLD_BYTES: libc::c_int = 1 << 20;
-        // SAFETY: mallopt only changes allocator parameters; called before any other thread
-        // exists. A refusal (return value 0) leaves glibc's defaults, which are correct, only
-        // slower.
-        unsafe {
-            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        // glibc refuses an mmap threshold above 512 KiB on 32-bit systems (armv7).
+        const MMAP_THRESHOLD_BYTES: libc::c_int = if cfg!(target_pointer_width = "64") {
+            1 << 20
+        } else {
+            512 << 10
+        };
+        const TRIM_THRESHOLD_BYTES: libc::c_int = 2 * MMAP_THRESHOLD_BYTES;
+        // SAFETY: mallopt only changes allocator parameters; it is called before the runtime
+        // starts any thread. The mmap threshold goes first and the trim threshold only if it
+        // was accepted: setting either turns glibc's adaptive thresholds off, and a trim
+        // threshold alone would freeze the mmap threshold at 128 KiB, which is slower than the
+        // defaults. A refusal leaves the defaults: correct, only slower.
+        let accepted = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) };
+        if accepted == 1 {
+            unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) };
+        } else {
+            tracing::debug!("glibc refused the mmap threshold; allocator left at its defaults");
         }
     }
 }

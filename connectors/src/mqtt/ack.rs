@@ -51,7 +51,8 @@ impl OwedAck {
 #[derive(Debug, Default)]
 pub(super) struct AckQueue {
     ready: VecDeque<OwedAck>,
-    nudge_in_flight: bool,
+    /// The packet id of the nudge rumqttc holds, if any.
+    nudge_in_flight: Option<u16>,
 }
 
 impl AckQueue {
@@ -63,36 +64,39 @@ impl AckQueue {
     /// needed: none while another nudge is in flight, since its arrival drains the queue anyway.
     /// Returns it and how many stale acks were dropped.
     pub fn take_nudge(&mut self, generation: u64) -> (Option<OwedAck>, u64) {
-        if self.nudge_in_flight {
+        if self.nudge_in_flight.is_some() {
             return (None, 0);
         }
         let stale = self.drop_stale(generation);
         let nudge = self.ready.pop_front();
-        self.nudge_in_flight = nudge.is_some();
+        self.nudge_in_flight = nudge.map(|a| a.pkid);
         (nudge, stale)
     }
 
     /// rumqttc's channel had no room: the nudge goes back to the front, to be retried.
     pub fn nudge_refused(&mut self, nudge: OwedAck) {
         self.ready.push_front(nudge);
-        self.nudge_in_flight = false;
+        self.nudge_in_flight = None;
     }
 
-    /// The event loop reported the nudge written: the acks behind it may follow.
-    pub fn nudge_sent(&mut self) {
-        self.nudge_in_flight = false;
+    /// The event loop reported an ack written through rumqttc: if it is the nudge, the acks
+    /// behind it may follow. (Anything else would be a leftover; it must not release them.)
+    pub fn nudge_sent(&mut self, pkid: u16) {
+        if self.nudge_in_flight == Some(pkid) {
+            self.nudge_in_flight = None;
+        }
     }
 
-    /// The connection is gone, and with it any nudge rumqttc still held (it drops queued acks
-    /// when it reconnects); without this the queue would wait for that nudge forever.
+    /// The connection is gone, and the event-loop task has removed any nudge rumqttc still
+    /// held; without this the queue would wait for that nudge forever.
     pub fn connection_lost(&mut self) {
-        self.nudge_in_flight = false;
+        self.nudge_in_flight = None;
     }
 
     /// Moves every ack that may be written now into `out`; returns how many stale acks were
     /// dropped. Nothing may be written while a nudge is in flight: it has to go first.
     pub fn take_ready(&mut self, generation: u64, out: &mut Vec<OwedAck>) -> u64 {
-        if self.nudge_in_flight {
+        if self.nudge_in_flight.is_some() {
             return 0;
         }
         let stale = self.drop_stale(generation);
@@ -102,7 +106,7 @@ impl AckQueue {
 
     /// Nothing waiting and no nudge in flight.
     pub fn is_idle(&self) -> bool {
-        !self.nudge_in_flight && self.ready.is_empty()
+        self.nudge_in_flight.is_none() && self.ready.is_empty()
     }
 
     /// Generations only grow, so stale acks are always at the front.
@@ -223,13 +227,15 @@ struct Acker {
 }
 
 impl Acker {
+    /// The lock is held from reading the generation until the nudge is in rumqttc's channel:
+    /// the event-loop task takes the same lock to declare a connection lost and empty that
+    /// channel, so a nudge is either removed with the connection or carries the new generation
+    /// (and is dropped as stale). `try_ack` never blocks.
     fn hand_over(&mut self) {
+        let mut q = lock(&self.queue);
         let generation = self.generation.load(Ordering::SeqCst);
-        let (nudge, stale) = {
-            let mut q = lock(&self.queue);
-            q.push(self.batch.drain(..));
-            q.take_nudge(generation)
-        };
+        q.push(self.batch.drain(..));
+        let (nudge, stale) = q.take_nudge(generation);
         self.metrics.stale_acks.fetch_add(stale, Ordering::Relaxed);
         self.nudge_refused = false;
         let Some(nudge) = nudge else { return };
@@ -238,13 +244,13 @@ impl Acker {
         match self.client.try_ack(&p) {
             Ok(()) => {}
             Err(rumqttc::ClientError::TryRequest(_)) => {
-                lock(&self.queue).nudge_refused(nudge);
+                q.nudge_refused(nudge);
                 self.nudge_refused = true;
             }
             Err(e) => {
                 // The event loop is gone; its task writes or drops what the queue holds.
                 tracing::debug!(error = %e, "event loop gone; ack left in the queue");
-                lock(&self.queue).nudge_refused(nudge);
+                q.nudge_refused(nudge);
             }
         }
     }
@@ -271,10 +277,15 @@ pub(super) async fn write_acks(
         metrics.stale_acks.fetch_add(n, Ordering::Relaxed);
         return Ok(());
     };
-    for ack in buf.drain(..) {
-        network.write(ack.packet()).await?;
-    }
-    match tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await {
+    // Writing can flush too (past tokio-util's 8 KiB buffer), so the timeout covers it all: a
+    // broker that stops reading must not park this task, which also runs the keep-alive.
+    let write = async {
+        for ack in buf.drain(..) {
+            network.write(ack.packet()).await?;
+        }
+        network.flush().await
+    };
+    match tokio::time::timeout(FLUSH_TIMEOUT, write).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(ConnectionError::FlushTimeout),
     }
@@ -309,7 +320,12 @@ mod tests {
         );
         q.push([ack(5, 1)]);
         assert_eq!(q.take_nudge(1), (None, 0), "one nudge at a time");
-        q.nudge_sent();
+        q.nudge_sent(7);
+        assert!(
+            ready(&mut q, 1).is_empty(),
+            "a leftover ack is not the nudge"
+        );
+        q.nudge_sent(1);
         assert_eq!(ready(&mut q, 1), vec![2, 3, 4, 5]);
         assert!(q.is_idle());
     }

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use ferry_stream_manager::StreamManager;
 use rumqttc::{
-    ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
-    SubscribeReasonCode, TlsConfiguration, Transport,
+    ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Request,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -229,14 +229,13 @@ impl MqttSource {
                         _ = shutdown.cancelled() => {}
                     }
                 }
-                Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
-                    lock(&acks).nudge_sent();
+                Ok(Event::Outgoing(Outgoing::PubAck(pkid) | Outgoing::PubRec(pkid))) => {
+                    lock(&acks).nudge_sent(pkid);
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    generation.fetch_add(1, Ordering::SeqCst); // owed acks are void now
-                    lock(&acks).connection_lost();
+                    forget_connection(&mut eventloop, &acks, &generation);
                     let was_connected = self.metrics.connected.swap(false, Ordering::Relaxed);
                     self.metrics.subscribed.store(false, Ordering::Relaxed);
                     if was_connected {
@@ -270,10 +269,10 @@ impl MqttSource {
                         break;
                     }
                     // A nudge is still in rumqttc's channel: let it through first.
-                    if let Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_)) =
+                    if let Event::Outgoing(Outgoing::PubAck(pkid) | Outgoing::PubRec(pkid)) =
                         eventloop.poll().await?
                     {
-                        lock(&acks).nudge_sent();
+                        lock(&acks).nudge_sent(pkid);
                     }
                 }
                 if client.try_disconnect().is_ok() {
@@ -293,11 +292,72 @@ impl MqttSource {
     }
 }
 
+/// After a connection error: nothing rumqttc still holds for the dead connection may reach the
+/// next one. Events read before the failure would be handed on and acknowledged with packet ids
+/// of the old connection; an ack request (a nudge) can land in rumqttc's channel after its own
+/// clean-up, and its clean-up keeps PUBRECs for the next connection. Owed acks become stale.
+/// Done under the ack queue's lock, which the acker holds while it sends a nudge.
+fn forget_connection(eventloop: &mut EventLoop, acks: &Mutex<AckQueue>, generation: &AtomicU64) {
+    let mut q = lock(acks);
+    generation.fetch_add(1, Ordering::SeqCst);
+    q.connection_lost();
+    eventloop.clean(); // again: moves what reached the channel since into `pending`
+    eventloop
+        .pending
+        .retain(|r| !matches!(r, Request::PubAck(_) | Request::PubRec(_)));
+    eventloop.state.events.clear();
+}
+
 fn describe(e: &ConnectionError) -> String {
     match e {
         ConnectionError::ConnectionRefused(code) => {
             format!("connection refused by the broker: {code:?}")
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::ack::OwedAck;
+    use rumqttc::{AsyncClient, Publish};
+
+    #[test]
+    fn a_lost_connection_leaves_no_ack_or_event_for_the_next_one() {
+        let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 16);
+        let acks = Mutex::new(AckQueue::default());
+        let generation = AtomicU64::new(3);
+        lock(&acks).push([OwedAck {
+            pkid: 9,
+            qos: QoS::AtLeastOnce,
+            generation: 3,
+        }]);
+        let (nudge, _) = lock(&acks).take_nudge(3);
+        assert!(nudge.is_some());
+        // The connection dies; then a nudge and a PUBREC reach rumqttc's channel after its own
+        // clean-up, beside a subscription that must survive, and a read event is still queued.
+        let mut p = Publish::new("", QoS::AtLeastOnce, Vec::new());
+        p.pkid = 9;
+        client.try_ack(&p).unwrap();
+        p.qos = QoS::ExactlyOnce;
+        p.pkid = 10;
+        client.try_ack(&p).unwrap();
+        client.try_subscribe("a/#", QoS::AtLeastOnce).unwrap();
+        eventloop
+            .state
+            .events
+            .push_back(Event::Incoming(Packet::Publish(p)));
+
+        forget_connection(&mut eventloop, &acks, &generation);
+
+        assert_eq!(generation.load(Ordering::SeqCst), 4);
+        assert!(eventloop.state.events.is_empty());
+        assert_eq!(eventloop.pending.len(), 1, "{:?}", eventloop.pending);
+        assert!(matches!(eventloop.pending[0], Request::Subscribe(_)));
+        assert!(
+            lock(&acks).is_idle(),
+            "the queue no longer waits for the lost nudge"
+        );
     }
 }

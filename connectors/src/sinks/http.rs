@@ -109,13 +109,16 @@ impl HttpSink {
     /// cause that says what to fix is in its source chain.
     fn transport_error(&self, e: &reqwest::Error) -> String {
         let url = &self.settings.url;
-        if e.is_timeout() {
-            return format!(
-                "POST {url}: no answer within {} ms (timeout_ms)",
+        // is_timeout is also true for an operating-system timeout in the chain, so the chain
+        // follows in either case.
+        let mut reason = if e.is_timeout() {
+            format!(
+                "POST {url}: timed out (timeout_ms = {})",
                 self.settings.timeout_ms
-            );
-        }
-        let mut reason = format!("POST {url}: {e}");
+            )
+        } else {
+            format!("POST {url}: {e}")
+        };
         let mut cause = std::error::Error::source(e);
         while let Some(c) = cause {
             reason.push_str(": ");
