@@ -114,6 +114,19 @@ fn prefill(data: &Path, records: u64, size: usize) -> Result<()> {
     Ok(())
 }
 
+/// CPU seconds (user + system) process `pid` has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state field; utime
+    // and stime are fields 14 and 15, i.e. 11 and 12 from there.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) as f64 / 100.0
+}
+
 /// The process's peak resident set (VmHWM), in KiB; 0 if it cannot be read.
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -196,12 +209,13 @@ async fn main() -> Result<()> {
             .context("no request arrived")?;
         let secs = first.elapsed().as_secs_f64();
         let peak_rss_mb = peak_rss_kib(ferry.0.id()) as f64 / 1024.0;
+        let cpu_us = cpu_seconds(ferry.0.id()) * 1e6 / args.records as f64;
         drop(ferry);
         let rate = args.records as f64 / secs;
         let mb = counts.bytes.load(Ordering::Relaxed) as f64 / 1e6 / secs;
         ratios.push(rate / ref_rate);
         println!(
-            "round {round}: sink with a plain client {ref_rate:>9.0} records/s {ref_mb:>6.1} MB/s | ferry draining {rate:>9.0} records/s {mb:>6.1} MB/s = {:>3.0}%, peak RSS {peak_rss_mb:.1} MB",
+            "round {round}: sink with a plain client {ref_rate:>9.0} records/s {ref_mb:>6.1} MB/s | ferry draining {rate:>9.0} records/s {mb:>6.1} MB/s = {:>3.0}%, peak RSS {peak_rss_mb:.1} MB, CPU {cpu_us:.2} us/record",
             100.0 * rate / ref_rate
         );
     }
