@@ -3,6 +3,8 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::QoS;
@@ -325,4 +327,52 @@ async fn an_oversized_message_is_counted_and_logged_with_its_topic() {
     let got = read_stream(&dir.path().join("data"), "mqtt");
     assert_eq!(got.len(), 1);
     assert_eq!(topic(&got[0]), "small/one");
+}
+
+/// FAKE broker: answers every CONNECT with a CONNACK and hangs up straight away, as a broker
+/// that rejects the client after accepting it does (mosquitto cannot be made to on demand).
+/// Returns its port and the number of connections it has seen.
+fn hanging_up_broker() -> (u16, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut connect = [0u8; 256];
+            let _ = std::io::Read::read(&mut conn, &mut connect);
+            let _ = std::io::Write::write_all(&mut conn, &[0x20, 0x02, 0x00, 0x00]);
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_hangs_up_after_each_connack_is_retried_with_growing_delays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, seen) = hanging_up_broker();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[brokers]]\nname = \"b\"\nport = {port}\nreconnect_min_ms = 50\nreconnect_max_ms = 2000\n"
+        ),
+    );
+    let ferry = Ferry::spawn(
+        &["run", "--config", config.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
+    ferry.wait_log("connected to MQTT broker", Duration::from_secs(10));
+    let first = seen.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let in_3s = seen.load(Ordering::SeqCst) - first;
+    let (_, logs) = ferry.terminate();
+    // Growing delays (50 ms doubling, from the upper half of each step) allow about 7
+    // connections in 3 s; a backoff reset by every CONNACK would allow about 50.
+    assert!(
+        (2..=12).contains(&in_3s),
+        "{in_3s} connections in 3 s\n{logs}"
+    );
 }

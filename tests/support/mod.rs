@@ -273,7 +273,7 @@ pub fn topic(r: &Record) -> &str {
 }
 
 /// Publishes `(topic, payload, qos)` messages and returns once the broker acknowledged every
-/// QoS 1 message and every QoS 0 message was written to the socket.
+/// QoS 1 and QoS 2 message (PUBACK, PUBCOMP) and every QoS 0 message was written to the socket.
 pub async fn publish(port: u16, client_id: &str, msgs: Vec<(String, Vec<u8>, rumqttc::QoS)>) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
     let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
@@ -286,7 +286,7 @@ pub async fn publish(port: u16, client_id: &str, msgs: Vec<(String, Vec<u8>, rum
         let (mut acks, mut sent) = (0, 0);
         while acks < want_acks || sent < want_sent {
             match ev.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acks += 1,
+                Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => acks += 1,
                 Ok(Event::Outgoing(Outgoing::Publish(_))) => sent += 1,
                 Ok(_) => {}
                 Err(e) => panic!("publisher lost the broker: {e}"),

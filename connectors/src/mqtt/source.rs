@@ -40,6 +40,9 @@ use crate::backoff::Backoff;
 /// redelivered forever.
 const MQTT_MAX_PACKET: usize = 268_435_455;
 
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("broker {broker:?}: {reason}")]
@@ -74,6 +77,11 @@ impl MqttSource {
     }
 
     /// The configured subscriptions, or one QoS 1 subscription per route filter.
+    ///
+    /// QoS 2 is subscribed as QoS 1: rumqttc forgets a QoS 2 delivery's state when a connection
+    /// drops and then takes the PUBREL the broker resends on the resumed session for a protocol
+    /// error, disconnects, and meets the same PUBREL again: a reconnect loop (seen in the QoS 2
+    /// kill test). Ferry promises at-least-once with duplicates counted, which QoS 1 gives.
     pub fn subscriptions(&self) -> Vec<SubscribeFilter> {
         if self.cfg.subscriptions.is_empty() {
             return self
@@ -89,8 +97,7 @@ impl MqttSource {
             .map(|s| {
                 let qos = match s.qos {
                     0 => QoS::AtMostOnce,
-                    1 => QoS::AtLeastOnce,
-                    _ => QoS::ExactlyOnce,
+                    _ => QoS::AtLeastOnce,
                 };
                 SubscribeFilter::new(s.filter.clone(), qos)
             })
@@ -151,6 +158,12 @@ impl MqttSource {
         ));
         let filters = self.subscriptions();
         let mut in_tx = Some(in_tx);
+        if let Some(s) = self.cfg.subscriptions.iter().find(|s| s.qos == 2) {
+            tracing::warn!(broker = %self.cfg.name, filter = %s.filter, "qos = 2 subscriptions are made at QoS 1 (at-least-once, duplicates counted; see README)");
+        }
+        // Reset only after a connection that lasted: a broker that accepts and then drops the
+        // connection straight away must not be hammered at the shortest delay.
+        let mut connected_at: Option<std::time::Instant> = None;
         let mut backoff = Backoff::new(
             Duration::from_millis(self.cfg.reconnect_min_ms),
             Duration::from_millis(self.cfg.reconnect_max_ms),
@@ -190,7 +203,7 @@ impl MqttSource {
                     generation.fetch_add(1, Ordering::SeqCst);
                     self.metrics.connected.store(true, Ordering::Relaxed);
                     inc(&self.metrics.connects);
-                    backoff.reset();
+                    connected_at = Some(std::time::Instant::now());
                     retrying = false;
                     tracing::info!(broker = %name, endpoint, session_present = ack.session_present, "connected to MQTT broker");
                     // A broker that kept our session kept our subscriptions; subscribe anyway on
@@ -247,6 +260,12 @@ impl MqttSource {
                         tracing::debug!(broker = %name, error = %describe(&e), "reconnect attempt failed");
                     }
                     retrying = true;
+                    if connected_at
+                        .take()
+                        .is_some_and(|t| t.elapsed() >= STABLE_CONNECTION)
+                    {
+                        backoff.reset();
+                    }
                     let delay = backoff.next_delay();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
