@@ -390,6 +390,25 @@ async fn records_retention_removed_before_export_are_counted_and_reported() {
         .unwrap();
     let first = v["status"]["first_sequence_number"].as_u64().unwrap();
     assert!(first > 0, "retention removed the oldest records");
+    // While the sink is down the lag is what the stream holds, in the status and in /metrics.
+    let s = d.export_status("r").await;
+    let (records, bytes) = (&v["status"]["records"], &v["status"]["total_bytes"]);
+    assert_eq!(
+        (&s["lag_records"], &s["lag_bytes"]),
+        (records, bytes),
+        "{s}"
+    );
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.api))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for (name, value) in [("records", records), ("bytes", bytes)] {
+        let line = format!("ferry_export_lag_{name}{{stream=\"r\",export=\"e\"}} {value}");
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
     let sink: Shared = Arc::default();
     let _server = start_sink(port, sink.clone()).await;
     let s = d

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 
 use ferry_stream_manager::export::ExportStatus;
 
+use super::streams::export_lag;
 use super::ApiState;
 
 fn escape(label: &str) -> String {
@@ -224,10 +225,7 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         streams
             .iter()
             .find(|d| d.definition.name == e.stream)
-            .map_or(0, |d| {
-                d.next_sequence_number
-                    .saturating_sub(e.checkpoint.max(d.first_sequence_number))
-            })
+            .map_or((0, 0), |d| export_lag(d, e))
     };
     type ExportGet = fn(&ExportStatus) -> u64;
     let export_metrics: [(&str, &str, &str, ExportGet); 5] = [
@@ -281,7 +279,19 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         f.sample(
             "ferry_export_lag_records",
             &[("stream", &e.stream), ("export", &e.identifier)],
-            lag(e),
+            lag(e).0,
+        );
+    }
+    f.head(
+        "ferry_export_lag_bytes",
+        "gauge",
+        "Bytes stored but not yet exported (from the stream's average record size).",
+    );
+    for e in &exports {
+        f.sample(
+            "ferry_export_lag_bytes",
+            &[("stream", &e.stream), ("export", &e.identifier)],
+            lag(e).1,
         );
     }
     f.head(

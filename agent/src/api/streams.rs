@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferry_stream_manager::export::ExportStatus;
 use ferry_stream_manager::{StreamDefinition, StreamDescription};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -37,6 +38,20 @@ pub async fn parse_json<T: DeserializeOwned>(state: &ApiState, body: Body) -> Re
     })
 }
 
+/// Records stored but not yet exported, and their bytes, estimated from the stream's average
+/// record size (exact per-record sizes would mean reading the backlog).
+pub fn export_lag(d: &StreamDescription, e: &ExportStatus) -> (u64, u64) {
+    let records = d
+        .next_sequence_number
+        .saturating_sub(e.checkpoint.max(d.first_sequence_number));
+    let bytes = d
+        .total_bytes
+        .saturating_mul(records)
+        .checked_div(d.records)
+        .unwrap_or(0);
+    (records, bytes)
+}
+
 /// A stream's definition and status, with the status of its exports (lag included).
 pub fn description_json(state: &ApiState, d: &StreamDescription) -> Value {
     let c = &d.counters;
@@ -45,15 +60,7 @@ pub fn description_json(state: &ApiState, d: &StreamDescription) -> Value {
         .statuses(Some(&d.definition.name))
         .into_iter()
         .map(|e| {
-            let lag_records = d
-                .next_sequence_number
-                .saturating_sub(e.checkpoint.max(d.first_sequence_number));
-            // Bytes are estimated from the stream's average record size.
-            let lag_bytes = d
-                .total_bytes
-                .saturating_mul(lag_records)
-                .checked_div(d.records)
-                .unwrap_or(0);
+            let (lag_records, lag_bytes) = export_lag(d, &e);
             let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
             v["lag_records"] = json!(lag_records);
             v["lag_bytes"] = json!(lag_bytes);
