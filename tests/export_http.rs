@@ -409,6 +409,9 @@ async fn records_retention_removed_before_export_are_counted_and_reported() {
         let line = format!("ferry_export_lag_{name}{{stream=\"r\",export=\"e\"}} {value}");
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
     }
+    let (ok, out, err) = d.cli(&["describe", "r"]);
+    let lag = format!("lag {records} records ({bytes} bytes)");
+    assert!(ok && out.contains(&lag), "{lag} missing:\n{out}{err}");
     let sink: Shared = Arc::default();
     let _server = start_sink(port, sink.clone()).await;
     let s = d

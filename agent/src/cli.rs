@@ -358,7 +358,7 @@ fn print_description(out: &mut impl Write, v: &Value, json: bool) -> Result<()> 
             .map_or(String::new(), |err| format!(", last error: {err}"));
         writeln!(
             out,
-            "{:<34} {} ({}, priority {}): {}, checkpoint {}, lag {} records, sent {}, retries {}, dropped {dropped}{error}",
+            "{:<34} {} ({}, priority {}): {}, checkpoint {}, lag {} records ({} bytes), sent {}, retries {}, dropped {dropped}{error}",
             "export",
             e["identifier"].as_str().unwrap_or(""),
             e["kind"].as_str().unwrap_or(""),
@@ -366,6 +366,7 @@ fn print_description(out: &mut impl Write, v: &Value, json: bool) -> Result<()> 
             e["state"].as_str().unwrap_or(""),
             e["checkpoint"],
             e["lag_records"],
+            e["lag_bytes"],
             e["records_sent"],
             e["retries"],
         )?;
