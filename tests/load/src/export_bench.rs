@@ -4,6 +4,8 @@
 //!
 //! `cargo build --release && ./target/release/ferry-export-bench --records 1000000`
 
+mod procfs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,31 +117,6 @@ fn prefill(data: &Path, records: u64, size: usize) -> Result<()> {
     Ok(())
 }
 
-/// CPU seconds (user + system) process `pid` has used, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state field; utime
-    // and stime are fields 14 and 15, i.e. 11 and 12 from there.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) as f64 / 100.0
-}
-
-/// The process's peak resident set (VmHWM), in KiB; 0 if it cannot be read.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 struct Ferry(Child);
 
 impl Drop for Ferry {
@@ -209,8 +186,8 @@ async fn main() -> Result<()> {
             .and_then(|f| *f)
             .context("no request arrived")?;
         let secs = first.elapsed().as_secs_f64();
-        let peak_rss_mb = peak_rss_kib(ferry.0.id()) as f64 / 1024.0;
-        let cpu_us = cpu_seconds(ferry.0.id()) * 1e6 / args.records as f64;
+        let peak_rss_mb = procfs::status_kib(ferry.0.id(), "VmHWM:") as f64 / 1024.0;
+        let cpu_us = procfs::cpu_seconds(ferry.0.id()) * 1e6 / args.records as f64;
         drop(ferry);
         let rate = args.records as f64 / secs;
         let mb = counts.bytes.load(Ordering::Relaxed) as f64 / 1e6 / secs;

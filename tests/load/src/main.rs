@@ -8,6 +8,8 @@
 //! Build Ferry first: `cargo build --release`, then
 //! `cargo run --release -p ferry-load -- --messages 200000 --size 200 --backlog-mb 100`.
 
+mod procfs;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -40,19 +42,6 @@ struct Args {
     /// Megabytes of backlog per stream for the memory measurement (0: skip it).
     #[arg(long, default_value_t = 0)]
     backlog_mb: u64,
-}
-
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state field.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // utime and stime are fields 14 and 15 of /proc/PID/stat, i.e. 11 and 12 here.
-    (f.get(10).unwrap_or(&0) + f.get(11).unwrap_or(&0)) as f64 / 100.0
 }
 
 fn free_port() -> Result<u16> {
@@ -216,19 +205,11 @@ impl Ferry {
     }
 
     fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(self.child.id())
+        procfs::cpu_seconds(self.child.id())
     }
 
     fn status(&self, key: &str) -> u64 {
-        let path = format!("/proc/{}/status", self.child.id());
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(key))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
+        procfs::status_kib(self.child.id(), key)
     }
 }
 
@@ -290,9 +271,9 @@ async fn main() -> Result<()> {
     let mut ratios = Vec::new();
     for round in 0..args.rounds {
         // Fresh topics and client ids each round, so no session or queue carries over.
-        let cpu0 = cpu_seconds(broker.child.id());
+        let cpu0 = procfs::cpu_seconds(broker.child.id());
         let reference = broker_rate(broker.port, n, args.size, round).await?;
-        let cpu1 = cpu_seconds(broker.child.id());
+        let cpu1 = procfs::cpu_seconds(broker.child.id());
         let data = dir.path().join(format!("data-{round}"));
         let ferry = Ferry::start(
             &args.ferry,
@@ -302,7 +283,7 @@ async fn main() -> Result<()> {
         publish(broker.port, n, args.size, &[format!("load/0/r{round}")]).await?;
         ferry.wait_for(|l| stored_at_least(l, n), Duration::from_secs(600))?;
         let rate = n as f64 / start.elapsed().as_secs_f64();
-        let cpu2 = cpu_seconds(broker.child.id());
+        let cpu2 = procfs::cpu_seconds(broker.child.id());
         ratios.push(rate / reference);
         println!(
             "         broker CPU per message: {:.1} us delivering to the subscriber, {:.1} us delivering to ferry",
