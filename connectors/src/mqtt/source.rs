@@ -185,17 +185,17 @@ impl MqttSource {
                 Err(e)
             } else {
                 tokio::select! {
-                _ = shutdown.cancelled(), if !draining => {
-                    in_tx = None; // the ingest task finishes what it has, then the acker does
-                    deadline = Some(tokio::time::Instant::now() + drain_timeout);
-                    continue;
-                }
-                _ = &mut acker, if draining => break,
-                _ = tokio::time::sleep_until(until), if draining => {
-                    tracing::warn!(broker = %name, "shutdown: gave up waiting for acknowledgements; the broker will redeliver");
-                    break;
-                }
-                ev = eventloop.poll() => ev,
+                    _ = shutdown.cancelled(), if !draining => {
+                        in_tx = None; // the ingest task finishes what it has, then the acker does
+                        deadline = Some(tokio::time::Instant::now() + drain_timeout);
+                        continue;
+                    }
+                    _ = &mut acker, if draining => break,
+                    _ = tokio::time::sleep_until(until), if draining => {
+                        tracing::warn!(broker = %name, "shutdown: gave up waiting for acknowledgements; the broker will redeliver");
+                        break;
+                    }
+                    ev = eventloop.poll() => ev,
                 }
             };
             match event {
