@@ -439,14 +439,7 @@ async fn metrics_parse_as_prometheus_text_and_match_what_happened() {
         .collect();
     publish(d.mqtt_port, "pub-metrics", msgs).await;
     let scrape = || async {
-        let text = d
-            .req(Method::GET, "/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = d.metrics().await;
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
     };
     let value = |scrape: &prometheus_parse::Scrape, name: &str, label: (&str, &str)| -> f64 {

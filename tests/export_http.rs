@@ -379,32 +379,18 @@ async fn records_retention_removed_before_export_are_counted_and_reported() {
     let url = format!("http://127.0.0.1:{port}/late");
     d.create(json!({"name": "r", "max_size_bytes": 65536, "strategy_on_full": "overwrite_oldest_data", "exports": [export("e", &url, json!({}))]})).await;
     d.fill("r", 1000, 100).await;
-    let v: Value = d
-        .http
-        .get(format!("{}/v1/streams/r", d.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = d.call(reqwest::Method::GET, "/v1/streams/r", None).await;
     let first = v["status"]["first_sequence_number"].as_u64().unwrap();
     assert!(first > 0, "retention removed the oldest records");
     // While the sink is down the lag is what the stream holds, in the status and in /metrics.
-    let s = d.export_status("r").await;
+    let s = &v["exports"][0];
     let (records, bytes) = (&v["status"]["records"], &v["status"]["total_bytes"]);
     assert_eq!(
         (&s["lag_records"], &s["lag_bytes"]),
         (records, bytes),
         "{s}"
     );
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.api))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = d.metrics().await;
     for (name, value) in [("records", records), ("bytes", bytes)] {
         let line = format!("ferry_export_lag_{name}{{stream=\"r\",export=\"e\"}} {value}");
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
@@ -425,15 +411,7 @@ async fn records_retention_removed_before_export_are_counted_and_reported() {
         1000,
         "every record was either delivered or counted as dropped"
     );
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains(&format!("ferry_export_records_dropped_total{{stream=\"r\",export=\"e\",reason=\"retention\"}} {dropped}")),
         "{metrics}"

@@ -141,6 +141,12 @@ impl Daemon {
         self.append_all(stream, records).await;
     }
 
+    /// The `/metrics` page, as text.
+    pub async fn metrics(&self) -> String {
+        let resp = self.req(Method::GET, "/metrics").send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     /// The status of the stream's first export.
     pub async fn export_status(&self, stream: &str) -> Value {
         let (_, v) = self

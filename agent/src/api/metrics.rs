@@ -270,29 +270,29 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
             );
         }
     }
-    f.head(
-        "ferry_export_lag_records",
-        "gauge",
-        "Records stored but not yet exported.",
-    );
-    for e in &exports {
-        f.sample(
+    let lags: Vec<(u64, u64)> = exports.iter().map(lag).collect();
+    type LagGet = fn(&(u64, u64)) -> u64;
+    let lag_metrics: [(&str, &str, LagGet); 2] = [
+        (
             "ferry_export_lag_records",
-            &[("stream", &e.stream), ("export", &e.identifier)],
-            lag(e).0,
-        );
-    }
-    f.head(
-        "ferry_export_lag_bytes",
-        "gauge",
-        "Bytes stored but not yet exported (from the stream's average record size).",
-    );
-    for e in &exports {
-        f.sample(
+            "Records stored but not yet exported.",
+            |l| l.0,
+        ),
+        (
             "ferry_export_lag_bytes",
-            &[("stream", &e.stream), ("export", &e.identifier)],
-            lag(e).1,
-        );
+            "Bytes stored but not yet exported (from the stream's average record size).",
+            |l| l.1,
+        ),
+    ];
+    for (name, help, get) in lag_metrics {
+        f.head(name, "gauge", help);
+        for (e, l) in exports.iter().zip(&lags) {
+            f.sample(
+                name,
+                &[("stream", &e.stream), ("export", &e.identifier)],
+                get(l),
+            );
+        }
     }
     f.head(
         "ferry_export_records_dropped_total",

@@ -180,8 +180,9 @@ impl MqttSource {
             let current = generation.load(Ordering::SeqCst);
             let written =
                 write_acks(&mut eventloop, &acks, &mut ack_buf, current, &self.metrics).await;
+            // A failed write is a lost connection: the Err arm below forgets it, and the next
+            // poll reconnects.
             let event = if let Err(e) = written {
-                eventloop.clean(); // the next poll reconnects
                 Err(e)
             } else {
                 tokio::select! {
