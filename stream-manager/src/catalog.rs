@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::time::now_ms;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use crate::definition::StreamDefinition;
@@ -49,12 +50,6 @@ pub struct Catalog {
     /// survives a process crash (it is in the WAL) but not necessarily a power cut.
     checkpoints: Connection,
     path: PathBuf,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Catalog {

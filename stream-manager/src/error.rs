@@ -65,6 +65,10 @@ pub enum Error {
 
     #[error("data directory {0} is already in use by another process")]
     DataDirLocked(PathBuf),
+
+    /// A failure inside Ferry (a worker task panicked or was cancelled), not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -108,6 +112,7 @@ impl Error {
             }
             Error::Catalog(_) | Error::CatalogCorrupt { .. } => "catalog_error",
             Error::DataDirLocked(_) => "data_dir_locked",
+            Error::Internal(_) => "internal",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod segment;
 pub mod storage;
 mod stream;
 mod sync;
+pub mod time;
 
 pub use definition::{
     ExportDefinition, PermanentErrorPolicy, Persistence, StrategyOnFull, StreamDefinition,

@@ -42,6 +42,7 @@ impl From<Error> for ApiError {
             Error::SequenceTrimmed { .. } => StatusCode::GONE,
             Error::StorageFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Io { .. } if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let oldest = match &e {

@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, EventLoop, Packet, PubAck, PubRec, Publish, QoS};
@@ -126,10 +126,7 @@ impl AckQueue {
 
 pub(super) type SharedAckQueue = Arc<Mutex<AckQueue>>;
 
-pub(super) fn lock(queue: &Mutex<AckQueue>) -> MutexGuard<'_, AckQueue> {
-    // The queue holds plain data that every method leaves consistent.
-    queue.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(super) use ferry_stream_manager::time::lock;
 
 /// Turns ack jobs into owed acks once their records are durable and hands them to the queue a
 /// batch at a time: whenever it would otherwise wait. It never blocks on rumqttc's request

@@ -39,6 +39,12 @@ pub enum SinkError {
     /// Retrying cannot fix it (4xx, a record the sink refuses as invalid).
     #[error("{reason}")]
     Permanent { reason: String },
+    /// The sink took part of the batch and refused the rest for a reason worth retrying
+    /// (throttling, an internal failure): `failed` are the refused records, as ascending indices
+    /// into the batch's records. The exporter sends those again, in order, through its own
+    /// retry and backoff; the sink never loops on them itself.
+    #[error("{reason} ({} record(s) to send again)", failed.len())]
+    Partial { failed: Vec<usize>, reason: String },
 }
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
@@ -51,7 +57,8 @@ pub struct Batch {
 }
 
 /// A destination for exported records. `send` succeeds only once the sink confirmed every
-/// record of the batch (a sink that reports partial failures retries those itself).
+/// record of the batch; a sink that learns per record what failed says so with
+/// [`SinkError::Partial`].
 pub trait Sink: Send + Sync {
     fn limits(&self) -> SinkLimits;
     /// Encodes a request body for `records`; `None` when the sink builds requests in `send`.

@@ -12,7 +12,8 @@ use crate::backoff::Backoff;
 use crate::definition::{ExportDefinition, PermanentErrorPolicy};
 use crate::error::Error;
 use crate::manager::StreamManager;
-use crate::stream::{lock, ReadOptions, Stream};
+use crate::stream::{ReadOptions, Stream};
+use crate::time::{lock, now_ms};
 
 /// What an export is doing and has done since Ferry started (the checkpoint survives restarts).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -38,12 +39,6 @@ pub struct ExportStatus {
 }
 
 pub type ExportStatusHandle = Arc<Mutex<ExportStatus>>;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(1000);
 
@@ -121,7 +116,7 @@ pub async fn run_export(
     loop {
         let pending = prefetch.take().unwrap_or_else(|| read_from(next));
         let read = tokio::select! {
-            r = pending => r.unwrap_or_else(|e| Err(Error::InvalidRead(format!("read task failed: {e}")))),
+            r = pending => r.unwrap_or_else(|e| Err(Error::Internal(format!("export read task failed: {e}")))),
             _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
         };
         let (mut batch, mut body) = match read {
@@ -178,7 +173,7 @@ pub async fn run_export(
             None => next, // everything skipped: only the checkpoint moves
         };
         prefetch = Some(read_from(end));
-        let batch = Batch {
+        let mut batch = Batch {
             records: batch,
             body,
         };
@@ -221,6 +216,26 @@ pub async fn run_export(
                         });
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
+                            _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
+                        }
+                    }
+                    Err(SinkError::Partial { failed, reason }) => {
+                        // Only the refused records go again, in their order.
+                        let mut i = 0;
+                        batch.records.retain(|_| {
+                            i += 1;
+                            failed.binary_search(&(i - 1)).is_ok()
+                        });
+                        batch.body = sink.encode(&batch.records);
+                        set(&|s| {
+                            s.retries += 1;
+                            s.last_error = Some(reason.clone());
+                        });
+                        if batch.records.is_empty() {
+                            break;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff.next_delay()) => {}
                             _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
                         }
                     }

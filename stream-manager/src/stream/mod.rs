@@ -360,8 +360,4 @@ impl Stream {
     }
 }
 
-/// Locks a mutex, recovering the data if a panicking thread poisoned it: the stream's state is
-/// updated so that every early return leaves it consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::time::lock;

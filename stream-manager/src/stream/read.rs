@@ -89,6 +89,6 @@ impl Stream {
             this.read_now(opts.from, opts.max_count, opts.max_bytes)
         })
         .await
-        .map_err(|e| Error::InvalidRead(format!("read task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
     }
 }
