@@ -6,7 +6,11 @@ use std::io::{BufRead, Write};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+
+use crate::service::views::{Appended, RecordView, RecordsRead, StreamList, StreamView};
 
 #[derive(Args)]
 pub struct StreamsArgs {
@@ -28,6 +32,39 @@ pub struct StreamsArgs {
     command: StreamsCommand,
 }
 
+/// The definition fields `ferry streams create` takes.
+#[derive(Args)]
+struct CreateArgs {
+    name: String,
+    #[arg(long, default_value = "file", value_parser = ["file", "memory"])]
+    persistence: String,
+    #[arg(long)]
+    max_size_bytes: Option<u64>,
+    #[arg(long)]
+    segment_size_bytes: Option<u64>,
+    #[arg(long)]
+    time_to_live_ms: Option<u64>,
+    #[arg(long, value_parser = ["reject_new_data", "overwrite_oldest_data"])]
+    strategy_on_full: Option<String>,
+    #[arg(long)]
+    flush_on_write: bool,
+}
+
+#[derive(Args)]
+struct ReadArgs {
+    name: String,
+    #[arg(long)]
+    from: Option<u64>,
+    #[arg(long, default_value_t = 100)]
+    max_count: usize,
+    /// Wait this long for a first record.
+    #[arg(long, default_value_t = 0)]
+    wait_ms: u64,
+    /// Keep printing records as they arrive.
+    #[arg(long)]
+    follow: bool,
+}
+
 #[derive(Subcommand)]
 enum StreamsCommand {
     /// List streams with their storage status.
@@ -35,21 +72,7 @@ enum StreamsCommand {
     /// Show a stream's definition and status.
     Describe { name: String },
     /// Create a stream.
-    Create {
-        name: String,
-        #[arg(long, default_value = "file", value_parser = ["file", "memory"])]
-        persistence: String,
-        #[arg(long)]
-        max_size_bytes: Option<u64>,
-        #[arg(long)]
-        segment_size_bytes: Option<u64>,
-        #[arg(long)]
-        time_to_live_ms: Option<u64>,
-        #[arg(long, value_parser = ["reject_new_data", "overwrite_oldest_data"])]
-        strategy_on_full: Option<String>,
-        #[arg(long)]
-        flush_on_write: bool,
-    },
+    Create(CreateArgs),
     /// Delete a stream and its data.
     Delete { name: String },
     /// Append records: each --data value is one record; without --data, each stdin line is one.
@@ -62,19 +85,7 @@ enum StreamsCommand {
         meta: Vec<(String, String)>,
     },
     /// Read records from a sequence number (default: the oldest available).
-    Read {
-        name: String,
-        #[arg(long)]
-        from: Option<u64>,
-        #[arg(long, default_value_t = 100)]
-        max_count: usize,
-        /// Wait this long for a first record.
-        #[arg(long, default_value_t = 0)]
-        wait_ms: u64,
-        /// Keep printing records as they arrive.
-        #[arg(long)]
-        follow: bool,
-    },
+    Read(ReadArgs),
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -87,10 +98,11 @@ struct Client {
     http: reqwest::Client,
     url: String,
     token: Option<String>,
+    json: bool,
 }
 
 impl Client {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let mut r = self
             .http
             .request(method, format!("{}{path}", self.url.trim_end_matches('/')));
@@ -117,14 +129,21 @@ impl Client {
         bail!("{code}: {message} (HTTP {})", status.as_u16())
     }
 
-    async fn json(&self, req: reqwest::RequestBuilder) -> Result<Value> {
-        Ok(self.send(req).await?.json().await?)
+    /// Sends and parses the answer as the service's typed view.
+    async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = self.send(req).await?;
+        resp.json()
+            .await
+            .context("Ferry's API answered something this CLI cannot read")
     }
 }
 
-fn path_name(name: &str) -> String {
+fn stream_path(name: &str) -> String {
     // Stream names allow spaces and commas; everything else allowed is URL-safe.
-    name.replace(' ', "%20").replace(',', "%2C")
+    format!(
+        "/v1/streams/{}",
+        name.replace(' ', "%20").replace(',', "%2C")
+    )
 }
 
 pub async fn run(args: StreamsArgs) -> Result<()> {
@@ -132,247 +151,242 @@ pub async fn run(args: StreamsArgs) -> Result<()> {
         http: reqwest::Client::new(),
         url: args.url,
         token: args.token,
+        json: args.json,
     };
     let out = &mut std::io::stdout().lock();
-    use reqwest::Method;
     match args.command {
-        StreamsCommand::List => {
-            let v = c.json(c.request(Method::GET, "/v1/streams")).await?;
-            if args.json {
-                writeln!(out, "{v}")?;
-            } else {
-                writeln!(
-                    out,
-                    "{:<24} {:<11} {:>12} {:>14} {:>12} {:>12}",
-                    "NAME", "PERSISTENCE", "RECORDS", "BYTES", "FIRST", "LAST"
-                )?;
-                for s in v["streams"].as_array().into_iter().flatten() {
-                    let st = &s["status"];
-                    writeln!(
-                        out,
-                        "{:<24} {:<11} {:>12} {:>14} {:>12} {:>12}",
-                        s["name"].as_str().unwrap_or(""),
-                        s["definition"]["persistence"].as_str().unwrap_or(""),
-                        st["records"].to_string(),
-                        st["total_bytes"].to_string(),
-                        st["first_sequence_number"].to_string(),
-                        if st["last_sequence_number"].is_null() {
-                            "-".to_string()
-                        } else {
-                            st["last_sequence_number"].to_string()
-                        }
-                    )?;
-                }
-            }
-        }
+        StreamsCommand::List => list(&c, out).await,
         StreamsCommand::Describe { name } => {
-            let v = c
-                .json(c.request(Method::GET, &format!("/v1/streams/{}", path_name(&name))))
-                .await?;
-            print_description(out, &v, args.json)?;
+            let v: StreamView = c.call(c.request(Method::GET, &stream_path(&name))).await?;
+            print_description(out, &v, c.json)
         }
-        StreamsCommand::Create {
-            name,
-            persistence,
-            max_size_bytes,
-            segment_size_bytes,
-            time_to_live_ms,
-            strategy_on_full,
-            flush_on_write,
-        } => {
-            let mut def =
-                json!({"name": name, "persistence": persistence, "flush_on_write": flush_on_write});
-            if let Some(v) = max_size_bytes {
-                def["max_size_bytes"] = json!(v);
-            }
-            if let Some(v) = segment_size_bytes {
-                def["segment_size_bytes"] = json!(v);
-            }
-            if let Some(v) = time_to_live_ms {
-                def["time_to_live_ms"] = json!(v);
-            }
-            if let Some(v) = strategy_on_full {
-                def["strategy_on_full"] = json!(v);
-            }
-            let v = c
-                .json(c.request(Method::POST, "/v1/streams").json(&def))
-                .await?;
-            print_description(out, &v, args.json)?;
-        }
+        StreamsCommand::Create(a) => create(&c, out, a).await,
         StreamsCommand::Delete { name } => {
-            c.send(c.request(Method::DELETE, &format!("/v1/streams/{}", path_name(&name))))
+            c.send(c.request(Method::DELETE, &stream_path(&name)))
                 .await?;
-            if args.json {
+            if c.json {
                 writeln!(out, "{}", json!({"deleted": name}))?;
             } else {
                 writeln!(out, "deleted stream {name}")?;
             }
+            Ok(())
         }
-        StreamsCommand::Append { name, data, meta } => {
-            let payloads: Vec<String> = if data.is_empty() {
-                std::io::stdin()
-                    .lock()
-                    .lines()
-                    .collect::<std::io::Result<_>>()?
-            } else {
-                data
-            };
-            if payloads.is_empty() {
-                bail!("nothing to append: give --data or lines on stdin");
-            }
-            let metadata: serde_json::Map<String, Value> =
-                meta.into_iter().map(|(k, v)| (k, json!(v))).collect();
-            let records: Vec<Value> = payloads
-                .iter()
-                .map(|p| json!({"payload": p, "metadata": metadata}))
-                .collect();
-            let v = c
-                .json(
-                    c.request(
-                        Method::POST,
-                        &format!("/v1/streams/{}/records", path_name(&name)),
-                    )
-                    .json(&json!({"records": records})),
-                )
-                .await?;
-            if args.json {
-                writeln!(out, "{v}")?;
-            } else {
-                let first = v["first_sequence_number"].as_u64().unwrap_or(0);
-                let count = v["count"].as_u64().unwrap_or(0);
-                writeln!(
-                    out,
-                    "appended {count} record(s): sequence numbers {first}..={}",
-                    first + count.saturating_sub(1)
-                )?;
-            }
+        StreamsCommand::Append { name, data, meta } => append(&c, out, &name, data, meta).await,
+        StreamsCommand::Read(a) => read(&c, out, a).await,
+    }
+}
+
+async fn list(c: &Client, out: &mut impl Write) -> Result<()> {
+    let v: StreamList = c.call(c.request(Method::GET, "/v1/streams")).await?;
+    if c.json {
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24} {:<11} {:>12} {:>14} {:>12} {:>12}",
+        "NAME", "PERSISTENCE", "RECORDS", "BYTES", "FIRST", "LAST"
+    )?;
+    for s in &v.streams {
+        let st = &s.status;
+        let persistence = serde_json::to_value(s.definition.persistence)?;
+        writeln!(
+            out,
+            "{:<24} {:<11} {:>12} {:>14} {:>12} {:>12}",
+            s.name,
+            persistence.as_str().unwrap_or(""),
+            st.records,
+            st.total_bytes,
+            st.first_sequence_number,
+            st.last_sequence_number
+                .map_or_else(|| "-".to_string(), |n| n.to_string())
+        )?;
+    }
+    Ok(())
+}
+
+async fn create(c: &Client, out: &mut impl Write, a: CreateArgs) -> Result<()> {
+    let mut def =
+        json!({"name": a.name, "persistence": a.persistence, "flush_on_write": a.flush_on_write});
+    if let Some(v) = a.max_size_bytes {
+        def["max_size_bytes"] = json!(v);
+    }
+    if let Some(v) = a.segment_size_bytes {
+        def["segment_size_bytes"] = json!(v);
+    }
+    if let Some(v) = a.time_to_live_ms {
+        def["time_to_live_ms"] = json!(v);
+    }
+    if let Some(v) = a.strategy_on_full {
+        def["strategy_on_full"] = json!(v);
+    }
+    let v: StreamView = c
+        .call(c.request(Method::POST, "/v1/streams").json(&def))
+        .await?;
+    print_description(out, &v, c.json)
+}
+
+async fn append(
+    c: &Client,
+    out: &mut impl Write,
+    name: &str,
+    data: Vec<String>,
+    meta: Vec<(String, String)>,
+) -> Result<()> {
+    let payloads: Vec<String> = if data.is_empty() {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<std::io::Result<_>>()?
+    } else {
+        data
+    };
+    if payloads.is_empty() {
+        bail!("nothing to append: give --data or lines on stdin");
+    }
+    let metadata: serde_json::Map<String, Value> =
+        meta.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let records: Vec<Value> = payloads
+        .iter()
+        .map(|p| json!({"payload": p, "metadata": metadata}))
+        .collect();
+    let path = format!("{}/records", stream_path(name));
+    let v: Appended = c
+        .call(
+            c.request(Method::POST, &path)
+                .json(&json!({"records": records})),
+        )
+        .await?;
+    if c.json {
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
+    } else {
+        writeln!(
+            out,
+            "appended {} record(s): sequence numbers {}..={}",
+            v.count,
+            v.first_sequence_number,
+            v.first_sequence_number + v.count.saturating_sub(1)
+        )?;
+    }
+    Ok(())
+}
+
+async fn read(c: &Client, out: &mut impl Write, a: ReadArgs) -> Result<()> {
+    let mut q = vec![
+        ("max_count", a.max_count.to_string()),
+        ("wait_ms", a.wait_ms.to_string()),
+    ];
+    if let Some(f) = a.from {
+        q.push(("from", f.to_string()));
+    }
+    let path = format!("{}/records", stream_path(&a.name));
+    if !a.follow {
+        let v: RecordsRead = c.call(c.request(Method::GET, &path).query(&q)).await?;
+        for r in &v.records {
+            print_record(out, r, c.json)?;
         }
-        StreamsCommand::Read {
-            name,
-            from,
-            max_count,
-            wait_ms,
-            follow,
-        } => {
-            let mut q = vec![
-                ("max_count", max_count.to_string()),
-                ("wait_ms", wait_ms.to_string()),
-            ];
-            if let Some(f) = from {
-                q.push(("from", f.to_string()));
+        return Ok(());
+    }
+    q.push(("follow", "true".into()));
+    let resp = c.send(c.request(Method::GET, &path).query(&q)).await?;
+    let mut body = resp.bytes_stream();
+    let mut pending = Vec::new();
+    while let Some(chunk) = body.next().await {
+        pending.extend_from_slice(&chunk?);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            let v: Value = serde_json::from_slice(&line)?;
+            if let Some(e) = v.get("error") {
+                bail!(
+                    "{}: {}",
+                    e["code"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                );
             }
-            let path = format!("/v1/streams/{}/records", path_name(&name));
-            if follow {
-                q.push(("follow", "true".into()));
-                let resp = c.send(c.request(Method::GET, &path).query(&q)).await?;
-                let mut body = resp.bytes_stream();
-                let mut pending = Vec::new();
-                while let Some(chunk) = body.next().await {
-                    pending.extend_from_slice(&chunk?);
-                    while let Some(i) = pending.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=i).collect();
-                        let v: Value = serde_json::from_slice(&line)?;
-                        if let Some(e) = v.get("error") {
-                            bail!(
-                                "{}: {}",
-                                e["code"].as_str().unwrap_or(""),
-                                e["message"].as_str().unwrap_or("")
-                            );
-                        }
-                        print_record(out, &v, args.json)?;
-                        out.flush()?;
-                    }
-                }
-            } else {
-                let v = c.json(c.request(Method::GET, &path).query(&q)).await?;
-                for r in v["records"].as_array().into_iter().flatten() {
-                    print_record(out, r, args.json)?;
-                }
-            }
+            print_record(out, &serde_json::from_value(v)?, c.json)?;
+            out.flush()?;
         }
     }
     Ok(())
 }
 
-fn print_record(out: &mut impl Write, r: &Value, json: bool) -> Result<()> {
+fn print_record(out: &mut impl Write, r: &RecordView, json: bool) -> Result<()> {
     if json {
-        writeln!(out, "{r}")?;
+        writeln!(out, "{}", serde_json::to_string(r)?)?;
         return Ok(());
     }
-    let payload = match r["payload"].as_str() {
-        Some(text) => text.to_string(),
-        None => format!("base64:{}", r["payload_base64"].as_str().unwrap_or("")),
+    let payload = match &r.payload {
+        Some(text) => text.clone(),
+        None => format!("base64:{}", r.payload_base64),
     };
-    let topic = r["metadata"]["topic"].as_str().unwrap_or("-");
+    let topic = r.metadata.get("topic").map_or("-", String::as_str);
     writeln!(
         out,
         "{:>10}  {:>13}  {:<24}  {payload}",
-        r["sequence_number"].to_string(),
-        r["timestamp_ms"].to_string(),
-        topic
+        r.sequence_number, r.timestamp_ms, topic
     )?;
     Ok(())
 }
 
-fn print_description(out: &mut impl Write, v: &Value, json: bool) -> Result<()> {
+fn print_description(out: &mut impl Write, v: &StreamView, json: bool) -> Result<()> {
     if json {
-        writeln!(out, "{v}")?;
+        writeln!(out, "{}", serde_json::to_string(v)?)?;
         return Ok(());
     }
-    let d = &v["definition"];
-    let s = &v["status"];
+    let shown = |val: Value| match val {
+        Value::String(t) => t,
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let d = &v.definition;
+    let s = &v.status;
     for (k, val) in [
-        ("name", &v["name"]),
-        ("persistence", &d["persistence"]),
-        ("max_size_bytes", &d["max_size_bytes"]),
-        ("segment_size_bytes", &d["segment_size_bytes"]),
-        ("time_to_live_ms", &d["time_to_live_ms"]),
-        ("strategy_on_full", &d["strategy_on_full"]),
-        ("flush_on_write", &d["flush_on_write"]),
-        (
-            "exports",
-            &json!(d["exports"].as_array().map_or(0, Vec::len)),
-        ),
-        ("first_sequence_number", &s["first_sequence_number"]),
-        ("last_sequence_number", &s["last_sequence_number"]),
-        ("records", &s["records"]),
-        ("total_bytes", &s["total_bytes"]),
-        ("segments", &s["segments"]),
+        ("name", json!(v.name)),
+        ("persistence", json!(d.persistence)),
+        ("max_size_bytes", json!(d.max_size_bytes)),
+        ("segment_size_bytes", json!(d.segment_size_bytes)),
+        ("time_to_live_ms", json!(d.time_to_live_ms)),
+        ("strategy_on_full", json!(d.strategy_on_full)),
+        ("flush_on_write", json!(d.flush_on_write)),
+        ("exports", json!(d.exports.len())),
+        ("first_sequence_number", json!(s.first_sequence_number)),
+        ("last_sequence_number", json!(s.last_sequence_number)),
+        ("records", json!(s.records)),
+        ("total_bytes", json!(s.total_bytes)),
+        ("segments", json!(s.segments)),
         (
             "oldest_record_timestamp_ms",
-            &s["oldest_record_timestamp_ms"],
+            json!(s.oldest_record_timestamp_ms),
         ),
     ] {
-        let shown = match val {
-            Value::String(t) => t.clone(),
-            Value::Null => "-".into(),
-            other => other.to_string(),
-        };
-        writeln!(out, "{k:<34} {shown}")?;
+        writeln!(out, "{k:<34} {}", shown(val))?;
     }
-    for e in v["exports"].as_array().into_iter().flatten() {
-        let dropped = e["records_dropped_by_retention"].as_u64().unwrap_or(0)
-            + e["records_skipped"].as_u64().unwrap_or(0);
-        let error = e["last_error"]
-            .as_str()
+    for e in &v.exports {
+        let st = &e.status;
+        let dropped = st.records_dropped_by_retention + st.records_skipped;
+        let error = st
+            .last_error
+            .as_ref()
             .map_or(String::new(), |err| format!(", last error: {err}"));
         writeln!(
             out,
             "{:<34} {} ({}, priority {}): {}, checkpoint {}, lag {} records ({} bytes), sent {}, retries {}, dropped {dropped}{error}",
             "export",
-            e["identifier"].as_str().unwrap_or(""),
-            e["kind"].as_str().unwrap_or(""),
-            e["priority"],
-            e["state"].as_str().unwrap_or(""),
-            e["checkpoint"],
-            e["lag_records"],
-            e["lag_bytes"],
-            e["records_sent"],
-            e["retries"],
+            st.identifier,
+            st.kind,
+            st.priority,
+            st.state,
+            st.checkpoint,
+            e.lag_records,
+            e.lag_bytes,
+            st.records_sent,
+            st.retries,
         )?;
     }
-    for (k, val) in s["counters"].as_object().into_iter().flatten() {
-        writeln!(out, "{:<34} {val}", format!("counters.{k}"))?;
+    if let Value::Object(counters) = serde_json::to_value(&s.counters)? {
+        for (k, val) in counters {
+            writeln!(out, "{:<34} {val}", format!("counters.{k}"))?;
+        }
     }
     Ok(())
 }

@@ -1,12 +1,16 @@
-//! Runs the exports the streams define: one task per export, started, restarted or stopped
-//! whenever the definitions change (at start-up and after API changes).
+//! The export supervisor: runs the exports the stream definitions declare, one task per
+//! export, and follows the definitions by itself. It watches the stream manager's definition
+//! generation and starts, restarts or stops export tasks whenever any front end (or the config
+//! file at start) changed a definition; nobody calls it after a change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_connectors::sinks;
 use ferry_stream_manager::export::{run_export, Bandwidth, ExportStatus, ExportStatusHandle};
+use ferry_stream_manager::time::lock;
 use ferry_stream_manager::{ExportDefinition, StreamManager};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 struct Running {
@@ -20,38 +24,66 @@ pub struct Exports {
     env: sinks::SinkEnv,
     bandwidth: Bandwidth,
     running: Mutex<HashMap<(String, String), Running>>,
-    shutdown: CancellationToken,
+    /// The definition generation the running exports reflect.
+    applied: watch::Sender<u64>,
+    stop: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
 }
 
 impl Exports {
+    /// `stop` ends the supervisor and every export task.
     pub fn new(
         manager: Arc<StreamManager>,
         env: sinks::SinkEnv,
         bandwidth_bytes_per_second: Option<u64>,
-        shutdown: CancellationToken,
+        stop: CancellationToken,
     ) -> Arc<Exports> {
         Arc::new(Exports {
             manager,
             env,
             bandwidth: Bandwidth::new(bandwidth_bytes_per_second),
             running: Mutex::new(HashMap::new()),
-            shutdown,
+            applied: watch::Sender::new(0),
+            stop,
             tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
-    /// Brings the running exports in line with the stream definitions.
-    pub fn reconcile(&self) {
-        let mut wanted: HashMap<(String, String), ExportDefinition> = HashMap::new();
-        for name in self.manager.list() {
-            if let Ok(stream) = self.manager.stream(&name) {
-                for e in stream.definition().exports {
-                    wanted.insert((name.clone(), e.identifier.clone()), e);
-                }
+    /// Follows the definitions until `stop`, then waits for every export task to end.
+    pub async fn run(self: Arc<Self>) {
+        let mut definitions = self.manager.watch_definitions();
+        loop {
+            let generation = *definitions.borrow_and_update();
+            self.reconcile();
+            self.applied.send_replace(generation);
+            tokio::select! {
+                changed = definitions.changed() => if changed.is_err() { break },
+                _ = self.stop.cancelled() => break,
             }
         }
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Resolves once the definitions of `generation` (or later) are applied, or the supervisor
+    /// is stopping.
+    pub async fn applied(&self, generation: u64) {
+        let mut applied = self.applied.subscribe();
+        tokio::select! {
+            _ = applied.wait_for(|g| *g >= generation) => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Brings the running exports in line with the stream definitions.
+    fn reconcile(&self) {
+        let mut wanted: HashMap<(String, String), ExportDefinition> = HashMap::new();
+        for def in self.manager.definitions() {
+            for e in def.exports {
+                wanted.insert((def.name.clone(), e.identifier.clone()), e);
+            }
+        }
+        let mut running = lock(&self.running);
         running.retain(|key, r| {
             let keep = wanted.get(key) == Some(&r.def);
             if !keep {
@@ -64,54 +96,56 @@ impl Exports {
                 continue;
             }
             let status: ExportStatusHandle = Arc::default();
-            let stop = self.shutdown.child_token();
-            match sinks::build(&def, &key.0, &self.env) {
-                Ok(sink) => {
-                    tracing::info!(stream = %key.0, export = %key.1, kind = %def.kind, priority = def.priority, "export started");
-                    let fut = run_export(
-                        self.manager.clone(),
-                        key.0.clone(),
-                        def.clone(),
-                        sink,
-                        self.bandwidth.clone(),
-                        status.clone(),
-                        stop.clone().cancelled_owned(),
-                    );
-                    self.tasks.spawn(fut);
-                }
-                Err(reason) => {
-                    tracing::error!(stream = %key.0, export = %key.1, error = %reason, "export cannot start");
-                    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-                    *s = ExportStatus {
-                        stream: key.0.clone(),
-                        identifier: key.1.clone(),
-                        kind: def.kind.clone(),
-                        priority: def.priority,
-                        state: "stopped".into(),
-                        last_error: Some(reason),
-                        ..Default::default()
-                    };
-                }
-            }
+            let stop = self.stop.child_token();
+            self.start(&key.0, &def, &status, &stop);
             running.insert(key, Running { def, status, stop });
+        }
+    }
+
+    fn start(
+        &self,
+        stream: &str,
+        def: &ExportDefinition,
+        status: &ExportStatusHandle,
+        stop: &CancellationToken,
+    ) {
+        match sinks::build(def, stream, &self.env) {
+            Ok(sink) => {
+                tracing::info!(stream, export = %def.identifier, kind = %def.kind, priority = def.priority, "export started");
+                self.tasks.spawn(run_export(
+                    self.manager.clone(),
+                    stream.to_string(),
+                    def.clone(),
+                    sink,
+                    self.bandwidth.clone(),
+                    status.clone(),
+                    stop.clone().cancelled_owned(),
+                ));
+            }
+            Err(reason) => {
+                tracing::error!(stream, export = %def.identifier, error = %reason, "export cannot start");
+                *lock(status) = ExportStatus {
+                    stream: stream.to_string(),
+                    identifier: def.identifier.clone(),
+                    kind: def.kind.clone(),
+                    priority: def.priority,
+                    state: "stopped".into(),
+                    last_error: Some(reason),
+                    ..Default::default()
+                };
+            }
         }
     }
 
     /// Status of every export of `stream` (all streams when `None`), sorted.
     pub fn statuses(&self, stream: Option<&str>) -> Vec<ExportStatus> {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let running = lock(&self.running);
         let mut out: Vec<ExportStatus> = running
             .iter()
             .filter(|((s, _), _)| stream.is_none_or(|want| want == s))
-            .map(|(_, r)| r.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .map(|(_, r)| lock(&r.status).clone())
             .collect();
         out.sort_by(|a, b| (&a.stream, &a.identifier).cmp(&(&b.stream, &b.identifier)));
         out
-    }
-
-    /// Waits for every export task to stop (after the shutdown token was cancelled).
-    pub async fn wait_stopped(&self) {
-        self.tasks.close();
-        self.tasks.wait().await;
     }
 }

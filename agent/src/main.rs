@@ -7,7 +7,10 @@ mod cli;
 mod config;
 mod daemon;
 mod exports;
+mod ingest_log;
 mod logging;
+mod service;
+mod supervisor;
 mod systemd;
 
 use std::collections::HashMap;

@@ -9,6 +9,10 @@
 //! Streams are stored under their catalog id rather than their name, so a deleted and re-created
 //! stream never meets the old one's files. Catalog changes commit before files are created or
 //! removed; a directory with no catalog row is a leftover of an interrupted delete and is removed.
+//!
+//! Every change of the set of definitions (create, update, delete) bumps a generation number
+//! published on a watch channel ([`StreamManager::watch_definitions`]), so whatever follows the
+//! definitions (the export supervisor) reacts to a change whoever made it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -50,6 +54,8 @@ pub struct StreamManager {
     data_dir: PathBuf,
     catalog: Arc<Mutex<Catalog>>,
     streams: Mutex<HashMap<String, Entry>>,
+    /// Generation of the definitions: bumped after every create, update and delete.
+    definitions: tokio::sync::watch::Sender<u64>,
     opts: ManagerOptions,
     _lock: File,
 }
@@ -68,6 +74,7 @@ impl StreamManager {
             data_dir: data_dir.to_owned(),
             catalog,
             streams: Mutex::new(HashMap::new()),
+            definitions: tokio::sync::watch::Sender::new(0),
             opts,
             _lock: lock_file,
         };
@@ -147,6 +154,8 @@ impl StreamManager {
                         stream: stream.clone(),
                     },
                 );
+                drop(streams);
+                self.definitions_changed();
                 Ok(stream)
             }
             Err(e) => {
@@ -184,6 +193,8 @@ impl StreamManager {
             let _ = entry.stream.update(old);
             return Err(e);
         }
+        drop(streams);
+        self.definitions_changed();
         Ok(())
     }
 
@@ -193,11 +204,33 @@ impl StreamManager {
             .ok_or_else(|| Error::StreamNotFound(name.to_owned()))?;
         lock(&self.catalog).delete_stream(entry.id)?;
         entry.stream.mark_deleted();
+        self.definitions_changed();
         let dir = self.stream_dir(entry.id);
         self.opts
             .fs
             .remove_dir_all(&dir)
             .map_err(|e| Error::io(dir, e))
+    }
+
+    fn definitions_changed(&self) {
+        self.definitions.send_modify(|g| *g += 1);
+    }
+
+    /// Follows definition changes: the value is a generation number, bumped after every create,
+    /// update and delete (whoever made it).
+    pub fn watch_definitions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.definitions.subscribe()
+    }
+
+    /// Every stream's definition, sorted by name (memory only: no disk access).
+    pub fn definitions(&self) -> Vec<StreamDefinition> {
+        let streams: Vec<Stream> = lock(&self.streams)
+            .values()
+            .map(|e| e.stream.clone())
+            .collect();
+        let mut defs: Vec<StreamDefinition> = streams.iter().map(|s| s.definition()).collect();
+        defs.sort_by(|a, b| a.name.cmp(&b.name));
+        defs
     }
 
     pub fn stream(&self, name: &str) -> Result<Stream> {

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferry_stream_manager::Error;
-use serde_json::json;
+use serde::Serialize;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -58,12 +58,33 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The `error` object of an error answer.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_sequence_number: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorAnswer {
+    error: ErrorBody,
+}
+
+impl ApiError {
+    pub fn body(self) -> ErrorBody {
+        ErrorBody {
+            code: self.code,
+            message: self.message,
+            oldest_sequence_number: self.oldest_sequence_number,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
-        if let Some(o) = self.oldest_sequence_number {
-            body["error"]["oldest_sequence_number"] = json!(o);
-        }
-        (self.status, Json(body)).into_response()
+        let status = self.status;
+        (status, Json(ErrorAnswer { error: self.body() })).into_response()
     }
 }

@@ -1,16 +1,17 @@
-//! `/metrics` in the Prometheus text exposition format (version 0.0.4).
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4), rendered from the
+//! service's [`Overview`] (no record is read for a scrape): MQTT ingestion, streams, exports.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use ferry_connectors::mqtt::IngestSnapshot;
+use ferry_stream_manager::StreamDescription;
 
-use ferry_stream_manager::export::ExportStatus;
-
-use super::streams::export_lag;
 use super::ApiState;
+use crate::service::views::ExportView;
+use crate::service::Overview;
 
 fn escape(label: &str) -> String {
     label
@@ -37,19 +38,24 @@ impl Family<'_> {
 }
 
 pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
+    let overview = state.service.overview();
     let mut out = String::new();
     let mut f = Family { out: &mut out };
+    mqtt_families(&mut f, &overview);
+    stream_families(&mut f, &overview.streams);
+    export_families(&mut f, &overview.exports);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
 
-    let ingest: Vec<_> = state
-        .ingest
-        .iter()
-        .map(|(n, m)| (n.as_str(), m.snapshot()))
-        .collect();
-    type Counter = (
-        &'static str,
-        &'static str,
-        fn(&ferry_connectors::mqtt::IngestSnapshot) -> u64,
-    );
+fn mqtt_families(f: &mut Family, overview: &Overview) {
+    let ingest = &overview.ingest;
+    type Counter = (&'static str, &'static str, fn(&IngestSnapshot) -> u64);
     let counters: [Counter; 7] = [
         (
             "ferry_mqtt_messages_received_total",
@@ -89,7 +95,7 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
     ];
     for (name, help, get) in counters {
         f.head(name, "counter", help);
-        for (broker, s) in &ingest {
+        for (broker, s) in ingest {
             f.sample(name, &[("broker", broker)], get(s));
         }
     }
@@ -98,7 +104,7 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         "counter",
         "MQTT messages not stored, by reason.",
     );
-    for (broker, s) in &ingest {
+    for (broker, s) in ingest {
         f.sample(
             "ferry_mqtt_messages_rejected_total",
             &[("broker", broker), ("reason", "oversized")],
@@ -120,21 +126,17 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         "gauge",
         "1 while connected to the broker.",
     );
-    for (broker, m) in state.ingest.iter() {
+    for (broker, s) in ingest {
         f.sample(
             "ferry_mqtt_connected",
             &[("broker", broker)],
-            u8::from(m.connected.load(Ordering::Relaxed)),
+            u8::from(s.connected),
         );
     }
+}
 
-    let mut streams = Vec::new();
-    for name in state.manager.list() {
-        if let Ok(d) = state.manager.describe(&name) {
-            streams.push(d);
-        }
-    }
-    type Get = fn(&ferry_stream_manager::StreamDescription) -> i128;
+fn stream_families(f: &mut Family, streams: &[StreamDescription]) {
+    type Get = fn(&StreamDescription) -> i128;
     let stream_metrics: [(&str, &str, &str, Get); 10] = [
         (
             "ferry_stream_bytes",
@@ -199,7 +201,7 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
     ];
     for (name, kind, help, get) in stream_metrics {
         f.head(name, kind, help);
-        for d in &streams {
+        for d in streams {
             f.sample(name, &[("stream", &d.definition.name)], get(d));
         }
     }
@@ -208,7 +210,7 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         "counter",
         "Records removed by retention, by reason.",
     );
-    for d in &streams {
+    for d in streams {
         f.sample(
             "ferry_stream_dropped_records_total",
             &[("stream", &d.definition.name), ("reason", "size")],
@@ -220,77 +222,77 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
             d.counters.dropped_by_ttl_records,
         );
     }
-    let exports = state.exports.statuses(None);
-    let lag = |e: &ExportStatus| {
-        streams
-            .iter()
-            .find(|d| d.definition.name == e.stream)
-            .map_or((0, 0), |d| export_lag(d, e))
-    };
-    type ExportGet = fn(&ExportStatus) -> u64;
+}
+
+fn export_families(f: &mut Family, exports: &[ExportView]) {
+    type ExportGet = fn(&ExportView) -> u64;
     let export_metrics: [(&str, &str, &str, ExportGet); 5] = [
         (
             "ferry_export_checkpoint",
             "gauge",
             "Next sequence number the export will send.",
-            |e| e.checkpoint,
+            |e| e.status.checkpoint,
         ),
         (
             "ferry_export_records_sent_total",
             "counter",
             "Records the sink confirmed.",
-            |e| e.records_sent,
+            |e| e.status.records_sent,
         ),
         (
             "ferry_export_bytes_sent_total",
             "counter",
             "Payload bytes the sink confirmed.",
-            |e| e.bytes_sent,
+            |e| e.status.bytes_sent,
         ),
         (
             "ferry_export_retries_total",
             "counter",
             "Failed sends that were retried.",
-            |e| e.retries,
+            |e| e.status.retries,
         ),
         (
             "ferry_export_last_success_timestamp_ms",
             "gauge",
             "When the sink last confirmed a batch (0: never).",
-            |e| e.last_success_ms.unwrap_or(0).max(0) as u64,
+            |e| e.status.last_success_ms.unwrap_or(0).max(0) as u64,
         ),
     ];
     for (name, kind, help, get) in export_metrics {
         f.head(name, kind, help);
-        for e in &exports {
+        for e in exports {
             f.sample(
                 name,
-                &[("stream", &e.stream), ("export", &e.identifier)],
+                &[
+                    ("stream", &e.status.stream),
+                    ("export", &e.status.identifier),
+                ],
                 get(e),
             );
         }
     }
-    let lags: Vec<(u64, u64)> = exports.iter().map(lag).collect();
-    type LagGet = fn(&(u64, u64)) -> u64;
-    let lag_metrics: [(&str, &str, LagGet); 2] = [
+    let lag_metrics: [(&str, &str, ExportGet); 2] = [
         (
             "ferry_export_lag_records",
             "Records stored but not yet exported.",
-            |l| l.0,
+            |e| e.lag_records,
         ),
         (
             "ferry_export_lag_bytes",
             "Bytes stored but not yet exported (from the stream's average record size).",
-            |l| l.1,
+            |e| e.lag_bytes,
         ),
     ];
     for (name, help, get) in lag_metrics {
         f.head(name, "gauge", help);
-        for (e, l) in exports.iter().zip(&lags) {
+        for e in exports {
             f.sample(
                 name,
-                &[("stream", &e.stream), ("export", &e.identifier)],
-                get(l),
+                &[
+                    ("stream", &e.status.stream),
+                    ("export", &e.status.identifier),
+                ],
+                get(e),
             );
         }
     }
@@ -299,23 +301,23 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         "counter",
         "Records never exported, by reason.",
     );
-    for e in &exports {
+    for e in exports {
         let labels = |reason| {
             [
-                ("stream", e.stream.as_str()),
-                ("export", e.identifier.as_str()),
+                ("stream", e.status.stream.as_str()),
+                ("export", e.status.identifier.as_str()),
                 ("reason", reason),
             ]
         };
         f.sample(
             "ferry_export_records_dropped_total",
             &labels("retention"),
-            e.records_dropped_by_retention,
+            e.status.records_dropped_by_retention,
         );
         f.sample(
             "ferry_export_records_dropped_total",
             &labels("permanent_error"),
-            e.records_skipped,
+            e.status.records_skipped,
         );
     }
     f.head(
@@ -323,22 +325,15 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         "gauge",
         "1 for the export's current state.",
     );
-    for e in &exports {
+    for e in exports {
         f.sample(
             "ferry_export_state",
             &[
-                ("stream", &e.stream),
-                ("export", &e.identifier),
-                ("state", &e.state),
+                ("stream", &e.status.stream),
+                ("export", &e.status.identifier),
+                ("state", &e.status.state),
             ],
             1,
         );
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
 }

@@ -28,20 +28,19 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use ferry_connectors::mqtt::IngestMetrics;
-use ferry_stream_manager::StreamManager;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
+use crate::service::Service;
+
+/// What every handler gets: the service (all stream and export logic lives there), and the
+/// API's own settings.
 #[derive(Clone)]
 pub struct ApiState {
-    pub manager: Arc<StreamManager>,
-    pub ingest: Arc<Vec<(String, Arc<IngestMetrics>)>>,
+    pub service: Arc<Service>,
     pub token: Option<Arc<str>>,
     pub max_body_bytes: usize,
-    pub shutdown: CancellationToken,
-    pub exports: Arc<crate::exports::Exports>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -80,19 +79,20 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Binds the listener (so a taken port fails start-up) and returns the serving future.
+/// Binds the listener (so a taken port fails start-up) and returns the serving future, which
+/// stops accepting and ends once in-flight requests are answered after `stop`.
 pub async fn bind(
     addr: SocketAddr,
     state: ApiState,
+    stop: CancellationToken,
 ) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!("the local API cannot listen on {addr} (set api.listen): {e}")
     })?;
     tracing::info!(listen = %addr, auth = state.token.is_some(), "local API listening");
-    let shutdown = state.shutdown.clone();
     let app = router(state);
     Ok(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "local API stopped");
         }

@@ -16,7 +16,7 @@ use crate::stream::{ReadOptions, Stream};
 use crate::time::{lock, now_ms};
 
 /// What an export is doing and has done since Ferry started (the checkpoint survives restarts).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ExportStatus {
     pub stream: String,
     pub identifier: String,

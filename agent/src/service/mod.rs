@@ -1,0 +1,181 @@
+//! The one service layer under every front end. The HTTP API, the CLI (through the API), the
+//! Greengrass protocol server and the dashboard call these operations and nothing below them:
+//! stream list / create / update / delete / describe (with export status and lag), append, read
+//! and follow, and an overview for metrics. Answers are the typed structs of [`views`].
+//!
+//! Errors are the stream manager's [`Error`]: every front end maps its stable `code()` to its
+//! own status (HTTP status, Greengrass status code).
+
+mod reads;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_connectors::mqtt::{IngestMetrics, IngestSnapshot};
+use ferry_connectors::sinks::SinkEnv;
+use ferry_stream_manager::{Error, NewRecord, StreamDefinition, StreamDescription};
+use tokio_util::sync::CancellationToken;
+
+use crate::exports::Exports;
+pub use reads::{Follower, ReadRequest};
+use views::{Appended, ExportView, StreamList, StreamView};
+
+/// How long a change waits for the export supervisor to apply it, so the answer to a create
+/// or update already shows the exports it defines.
+const EXPORTS_FOLLOW_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Service {
+    manager: Arc<ferry_stream_manager::StreamManager>,
+    exports: Arc<Exports>,
+    ingest: Vec<(String, Arc<IngestMetrics>)>,
+    sink_env: SinkEnv,
+    /// Cancelled when Ferry stops taking data: long polls and followers end with what they have.
+    stop_ingress: CancellationToken,
+}
+
+/// Everything `/metrics` (and the dashboard) shows, taken in one pass without reading records.
+pub struct Overview {
+    pub ingest: Vec<(String, IngestSnapshot)>,
+    pub streams: Vec<StreamDescription>,
+    pub exports: Vec<ExportView>,
+}
+
+impl Service {
+    pub fn new(
+        manager: Arc<ferry_stream_manager::StreamManager>,
+        exports: Arc<Exports>,
+        ingest: Vec<(String, Arc<IngestMetrics>)>,
+        sink_env: SinkEnv,
+        stop_ingress: CancellationToken,
+    ) -> Arc<Service> {
+        Arc::new(Service {
+            manager,
+            exports,
+            ingest,
+            sink_env,
+            stop_ingress,
+        })
+    }
+
+    pub fn list(&self) -> Result<StreamList, Error> {
+        let mut streams = Vec::new();
+        for name in self.manager.list() {
+            match self.describe(&name) {
+                Ok(v) => streams.push(v),
+                // Deleted between list and describe: not part of the answer.
+                Err(Error::StreamNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(StreamList { streams })
+    }
+
+    /// `Ok` when the stream exists (so a front end can name a missing stream before reading a
+    /// request body).
+    pub fn check_stream(&self, name: &str) -> Result<(), Error> {
+        self.manager.stream(name).map(drop)
+    }
+
+    pub fn describe(&self, name: &str) -> Result<StreamView, Error> {
+        let d = self.manager.describe(name)?;
+        Ok(StreamView::new(&d, self.exports.statuses(Some(name))))
+    }
+
+    pub async fn create(&self, def: StreamDefinition) -> Result<StreamView, Error> {
+        self.check_exports(&def)?;
+        let name = def.name.clone();
+        self.manager.create_stream(def)?;
+        self.exports_follow().await;
+        self.describe(&name)
+    }
+
+    /// Replaces the definition of stream `name` (a stream cannot be renamed).
+    pub async fn update(&self, name: &str, def: StreamDefinition) -> Result<StreamView, Error> {
+        if def.name != name {
+            return Err(Error::InvalidDefinition(format!(
+                "the body names stream {:?} but the path names {name:?}; a stream cannot be renamed",
+                def.name
+            )));
+        }
+        self.check_exports(&def)?;
+        self.manager.update_stream(def)?;
+        self.exports_follow().await;
+        self.describe(name)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        self.manager.delete_stream(name)?;
+        self.exports_follow().await;
+        Ok(())
+    }
+
+    pub async fn append(&self, name: &str, records: Vec<NewRecord>) -> Result<Appended, Error> {
+        if records.is_empty() {
+            return Err(Error::InvalidRecord(
+                "records must hold at least one record".into(),
+            ));
+        }
+        let count = records.len() as u64;
+        let range = self.manager.stream(name)?.append(records).await?;
+        Ok(Appended {
+            first_sequence_number: range.start,
+            count,
+        })
+    }
+
+    pub fn overview(&self) -> Overview {
+        let ingest = self
+            .ingest
+            .iter()
+            .map(|(n, m)| (n.clone(), m.snapshot()))
+            .collect();
+        let streams: Vec<StreamDescription> = self
+            .manager
+            .list()
+            .iter()
+            .filter_map(|name| self.manager.describe(name).ok())
+            .collect();
+        let exports = self
+            .exports
+            .statuses(None)
+            .into_iter()
+            .filter_map(|e| {
+                let d = streams.iter().find(|d| d.definition.name == e.stream)?;
+                Some(ExportView::new(d, e))
+            })
+            .collect();
+        Overview {
+            ingest,
+            streams,
+            exports,
+        }
+    }
+
+    /// Refuses a definition whose exports could not start, naming the export and the key.
+    fn check_exports(&self, def: &StreamDefinition) -> Result<(), Error> {
+        for (i, e) in def.exports.iter().enumerate() {
+            if let Err(reason) = ferry_connectors::sinks::build(e, &def.name, &self.sink_env) {
+                return Err(Error::InvalidDefinition(format!(
+                    "stream {:?}: exports[{i}] ({:?}): {reason}",
+                    def.name, e.identifier
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the export supervisor has applied the definitions as they are now.
+    async fn exports_follow(&self) {
+        let generation = *self.manager.watch_definitions().borrow();
+        if tokio::time::timeout(EXPORTS_FOLLOW_TIMEOUT, self.exports.applied(generation))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                generation,
+                "the export supervisor has not applied a definition change yet"
+            );
+        }
+    }
+}
