@@ -109,6 +109,15 @@ impl Exports {
         status: &ExportStatusHandle,
         stop: &CancellationToken,
     ) {
+        // Filled in before the task runs, so a status read right after a change names it.
+        *lock(status) = ExportStatus {
+            stream: stream.to_string(),
+            identifier: def.identifier.clone(),
+            kind: def.kind.clone(),
+            priority: def.priority,
+            state: "starting".into(),
+            ..Default::default()
+        };
         match sinks::build(def, stream, &self.env) {
             Ok(sink) => {
                 tracing::info!(stream, export = %def.identifier, kind = %def.kind, priority = def.priority, "export started");
@@ -124,15 +133,9 @@ impl Exports {
             }
             Err(reason) => {
                 tracing::error!(stream, export = %def.identifier, error = %reason, "export cannot start");
-                *lock(status) = ExportStatus {
-                    stream: stream.to_string(),
-                    identifier: def.identifier.clone(),
-                    kind: def.kind.clone(),
-                    priority: def.priority,
-                    state: "stopped".into(),
-                    last_error: Some(reason),
-                    ..Default::default()
-                };
+                let mut s = lock(status);
+                s.state = "stopped".into();
+                s.last_error = Some(reason);
             }
         }
     }
@@ -147,5 +150,58 @@ impl Exports {
             .collect();
         out.sort_by(|a, b| (&a.stream, &a.identifier).cmp(&(&b.stream, &b.identifier)));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_stream_manager::{ManagerOptions, StreamDefinition};
+
+    use super::*;
+
+    fn http_export(id: &str) -> ExportDefinition {
+        // Port 9 is closed: the export exists and retries; no sink is needed for this test.
+        serde_json::from_value(serde_json::json!({
+            "identifier": id, "kind": "http", "settings": {"url": "http://127.0.0.1:9/"}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn exports_follow_changes_made_directly_on_the_stream_manager() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager =
+            Arc::new(StreamManager::open(dir.path(), ManagerOptions::default()).unwrap());
+        let stop = CancellationToken::new();
+        let exports = Exports::new(manager.clone(), Default::default(), None, stop.clone());
+        let supervisor = tokio::spawn(exports.clone().run());
+        let applied = |exports: &Arc<Exports>| {
+            let generation = *manager.watch_definitions().borrow();
+            let exports = exports.clone();
+            async move { exports.applied(generation).await }
+        };
+
+        let mut def = StreamDefinition::new("s");
+        def.exports = vec![http_export("a"), http_export("b")];
+        manager.create_stream(def.clone()).unwrap();
+        applied(&exports).await;
+        let ids: Vec<String> = exports
+            .statuses(Some("s"))
+            .into_iter()
+            .map(|s| s.identifier)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+
+        def.exports.remove(0);
+        manager.update_stream(def).unwrap();
+        applied(&exports).await;
+        assert_eq!(exports.statuses(Some("s")).len(), 1);
+
+        manager.delete_stream("s").unwrap();
+        applied(&exports).await;
+        assert!(exports.statuses(None).is_empty());
+
+        stop.cancel();
+        supervisor.await.unwrap();
     }
 }

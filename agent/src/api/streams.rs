@@ -38,12 +38,30 @@ pub async fn parse_json<T: DeserializeOwned>(state: &ApiState, body: Body) -> Re
     })
 }
 
+/// A stream definition from a request body: invalid JSON is `malformed_json`; valid JSON that
+/// is not a valid definition is `invalid_definition`, naming the field's path.
+async fn parse_definition(state: &ApiState, body: Body) -> Result<StreamDefinition, ApiError> {
+    let value: serde_json::Value = parse_json(state, body).await?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        ApiError::bad_request(
+            "invalid_definition",
+            format!("invalid stream definition: {at}{}", e.into_inner()),
+        )
+    })
+}
+
 pub async fn list(State(state): State<ApiState>) -> Result<Json<StreamList>, ApiError> {
     Ok(Json(state.service.list()?))
 }
 
 pub async fn create(State(state): State<ApiState>, body: Body) -> Result<Response, ApiError> {
-    let def: StreamDefinition = parse_json(&state, body).await?;
+    let def = parse_definition(&state, body).await?;
     let view = state.service.create(def).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -60,7 +78,7 @@ pub async fn update(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<StreamView>, ApiError> {
-    let def: StreamDefinition = parse_json(&state, body).await?;
+    let def = parse_definition(&state, body).await?;
     Ok(Json(state.service.update(&name, def).await?))
 }
 
