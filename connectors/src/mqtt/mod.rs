@@ -4,6 +4,7 @@
 mod ack;
 pub mod config;
 mod ingest;
+mod refusal;
 pub mod metrics;
 pub mod source;
 mod tls;
