@@ -4,8 +4,8 @@
 mod ack;
 pub mod config;
 mod ingest;
-mod refusal;
 pub mod metrics;
+mod refusal;
 pub mod source;
 mod tls;
 pub mod topic;
@@ -13,4 +13,5 @@ pub mod topic;
 pub use config::{BrokerConfig, Subscription, TlsSettings};
 pub use metrics::{IngestMetrics, IngestSnapshot};
 pub use source::{MqttSource, SourceError};
+pub use tls::TlsError;
 pub use topic::{Route, Router};

@@ -32,6 +32,7 @@ use super::ack::{ack_loop, lock, write_acks, AckQueue};
 use super::config::BrokerConfig;
 use super::ingest::{Incoming, Ingest};
 use super::metrics::{inc, IngestMetrics};
+use super::tls::TlsError;
 use super::topic::{Route, Router};
 use crate::backoff::Backoff;
 
@@ -45,8 +46,8 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("broker {broker:?}: {reason}")]
-    Config { broker: String, reason: String },
+    #[error("broker {broker:?}: tls: {error}")]
+    Tls { broker: String, error: TlsError },
 }
 
 pub struct MqttSource {
@@ -115,9 +116,9 @@ impl MqttSource {
             o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
         }
         if let Some(tls) = &c.tls {
-            let config = super::tls::client_config(tls).map_err(|reason| SourceError::Config {
+            let config = super::tls::client_config(tls).map_err(|error| SourceError::Tls {
                 broker: c.name.clone(),
-                reason: format!("tls: {reason}"),
+                error,
             })?;
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
         }
