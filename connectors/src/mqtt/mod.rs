@@ -3,6 +3,8 @@
 
 mod ack;
 pub mod config;
+mod connection;
+mod event_loop;
 mod ingest;
 pub mod metrics;
 mod refusal;
