@@ -166,41 +166,40 @@ pub(super) async fn ack_loop(
                 }
             }
         };
-        let (publish, generation) = match job {
-            AckJob::Now(p, g) => (p, g),
-            AckJob::AfterDurable {
-                publish,
-                generation,
-                pending,
-            } => {
-                let records = pending.len() as u64;
-                let mut durable = true;
-                for p in pending {
-                    let mut wait = std::pin::pin!(p.durable());
-                    let result = tokio::select! {
-                        biased;
-                        r = &mut wait => r,
-                        () = std::future::ready(()) => {
-                            acker.hand_over(); // this one needs an fsync: send what we have first
-                            wait.await
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::error!(topic = %publish.topic, error = %e, "record not durable; the message stays unacknowledged");
-                        durable = false;
-                    }
+        let AckJob {
+            publish,
+            generation,
+            pending,
+            stored,
+        } = job;
+        let records = pending.len() as u64;
+        let mut durable = true;
+        for p in pending {
+            let mut wait = std::pin::pin!(p.durable());
+            let result = tokio::select! {
+                biased;
+                r = &mut wait => r,
+                () = std::future::ready(()) => {
+                    acker.hand_over(); // this one needs an fsync: send what we have first
+                    wait.await
                 }
-                if !durable {
-                    continue;
-                }
-                let m = &acker.metrics;
-                inc(&m.messages_stored);
-                m.records_appended.fetch_add(records, Ordering::Relaxed);
-                m.bytes_stored
-                    .fetch_add(publish.payload.len() as u64 * records, Ordering::Relaxed);
-                (publish, generation)
+            };
+            if let Err(e) = result {
+                tracing::error!(topic = %publish.topic, error = %e, "record not durable; the message stays unacknowledged");
+                durable = false;
             }
-        };
+        }
+        if !durable {
+            continue;
+        }
+        let m = &acker.metrics;
+        m.records_appended.fetch_add(records, Ordering::Relaxed);
+        m.bytes_stored
+            .fetch_add(publish.payload.len() as u64 * records, Ordering::Relaxed);
+        // A message given up in some stream was counted under its reason, not as stored.
+        if stored {
+            inc(&m.messages_stored);
+        }
         if publish.qos != QoS::AtMostOnce {
             acker.batch.push(OwedAck {
                 pkid: publish.pkid,

@@ -3,7 +3,8 @@
 //! Everything the event loop has handed over (up to [`MAX_BATCH`] messages) is grouped by
 //! stream and appended with one call per stream: one write and one fsync request for the lot,
 //! instead of one per message. A stream that refuses a batch is retried message by message, so
-//! that what fits is stored and the rest is held back (QoS 1/2) or dropped and counted (QoS 0).
+//! that what fits is stored and the rest is held back while the refusal may pass (QoS 1/2), or
+//! given up, acknowledged and counted under its reason (refusal.rs says which is which).
 //! Ack jobs leave in the order the messages arrived, as MQTT requires.
 
 use std::collections::HashMap;
@@ -11,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_stream_manager::{Error as StreamError, NewRecord, PendingAppend, Stream, StreamManager};
-use rumqttc::{Publish, QoS};
+use rumqttc::Publish;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::{inc, IngestMetrics};
+use super::refusal::{verdict, Reason, Verdict};
 use super::topic::Router;
 use crate::backoff::Backoff;
 
@@ -26,15 +28,15 @@ pub(super) struct Incoming {
     pub generation: u64,
 }
 
-pub(super) enum AckJob {
-    /// Acknowledge at once (rejected messages: redelivery cannot help them).
-    Now(Publish, u64),
-    /// Acknowledge once every append is durable.
-    AfterDurable {
-        publish: Publish,
-        generation: u64,
-        pending: Vec<PendingAppend>,
-    },
+/// The ack of one message, in arrival order: sent once its appends are durable.
+pub(super) struct AckJob {
+    pub publish: Publish,
+    pub generation: u64,
+    /// The appends to wait for; none: acknowledge at once (a message given up).
+    pub pending: Vec<PendingAppend>,
+    /// Every stream the message routes to took it, so once durable it counts as stored. A
+    /// message given up somewhere was counted under its reason instead.
+    pub stored: bool,
 }
 
 /// At most a burst of warnings per window, then one line saying how many were suppressed.
@@ -74,14 +76,15 @@ impl LogLimiter {
 
 enum Outcome {
     Stored(PendingAppend),
-    Dropped,
+    GivenUp,
 }
 
 struct Slot {
     publish: Publish,
     generation: u64,
-    routed: bool,
     pending: Vec<PendingAppend>,
+    /// Given up, in every stream or in some: acknowledged, but not counted as stored.
+    given_up: bool,
 }
 
 fn record_of(publish: &Publish) -> NewRecord {
@@ -147,8 +150,8 @@ impl Ingest {
         } in msgs
         {
             let targets = router.streams_for(&publish.topic);
-            let routed = self.accept(&publish, !targets.is_empty());
-            if routed {
+            let given_up = !self.accept(&publish, !targets.is_empty());
+            if !given_up {
                 for target in targets {
                     match groups.iter_mut().find(|g| g.0 == target) {
                         Some(g) => g.1.push(slots.len()),
@@ -159,40 +162,35 @@ impl Ingest {
             slots.push(Slot {
                 publish,
                 generation,
-                routed,
                 pending: Vec::new(),
+                given_up,
             });
         }
         for (name, idxs) in groups {
             let records: Vec<NewRecord> =
                 idxs.iter().map(|&i| record_of(&slots[i].publish)).collect();
-            if let Some(stream) = self.stream(&name) {
-                if let Ok(p) = stream.append_nowait(&records) {
-                    for &i in &idxs {
-                        slots[i].pending.push(p.clone());
-                    }
-                    continue;
+            if let Ok(p) = self.append(&name, &records) {
+                for &i in &idxs {
+                    slots[i].pending.push(p.clone());
                 }
+                continue;
             }
-            // Refused as a whole: one by one, holding back or dropping what does not fit.
+            // Refused as a whole: one by one, holding back or giving up what does not fit.
             for (&i, record) in idxs.iter().zip(&records) {
-                if let Outcome::Stored(p) =
-                    self.append_one(&name, record, &slots[i].publish).await?
-                {
-                    slots[i].pending.push(p);
+                match self.append_one(&name, record, &slots[i].publish).await? {
+                    Outcome::Stored(p) => slots[i].pending.push(p),
+                    Outcome::GivenUp => slots[i].given_up = true,
                 }
             }
         }
         Some(
             slots
                 .into_iter()
-                .map(|s| match s.routed {
-                    true => AckJob::AfterDurable {
-                        publish: s.publish,
-                        generation: s.generation,
-                        pending: s.pending,
-                    },
-                    false => AckJob::Now(s.publish, s.generation),
+                .map(|s| AckJob {
+                    publish: s.publish,
+                    generation: s.generation,
+                    pending: s.pending,
+                    stored: !s.given_up,
                 })
                 .collect(),
         )
@@ -202,7 +200,7 @@ impl Ingest {
     fn accept(&mut self, publish: &Publish, has_route: bool) -> bool {
         let topic = &publish.topic;
         if publish.payload.len() > self.max_message {
-            inc(&self.metrics.rejected_oversized);
+            self.metrics.count_refused(Reason::Oversized);
             if self.limiter.allow() {
                 tracing::warn!(
                     topic,
@@ -214,7 +212,7 @@ impl Ingest {
             return false;
         }
         if !has_route {
-            inc(&self.metrics.rejected_unroutable);
+            self.metrics.count_refused(Reason::Unroutable);
             if self.limiter.allow() {
                 tracing::warn!(topic, "message rejected: no route matches its topic");
             }
@@ -223,16 +221,24 @@ impl Ingest {
         true
     }
 
-    fn stream(&mut self, name: &str) -> Option<Stream> {
-        if let Some(s) = self.streams.get(name) {
-            return Some(s.clone());
-        }
-        let s = self.manager.stream(name).ok()?;
-        self.streams.insert(name.to_owned(), s.clone());
-        Some(s)
+    /// Appends to the stream called `name`, looking it up unless a handle is cached. A refused
+    /// append forgets the handle, so that a stream deleted (or re-created) is looked up again.
+    fn append(&mut self, name: &str, records: &[NewRecord]) -> Result<PendingAppend, StreamError> {
+        let stream = match self.streams.get(name) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.manager.stream(name)?;
+                self.streams.insert(name.to_owned(), s.clone());
+                s
+            }
+        };
+        stream.append_nowait(records).inspect_err(|_| {
+            self.streams.remove(name);
+        })
     }
 
-    /// Appends one record, waiting out refusals for QoS 1/2. `None` means shutdown.
+    /// Appends one record, waiting out refusals that may pass (for QoS 1/2; see refusal.rs).
+    /// `None` means shutdown.
     async fn append_one(
         &mut self,
         name: &str,
@@ -242,14 +248,7 @@ impl Ingest {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         let mut held = false;
         loop {
-            let Some(stream) = self.stream(name) else {
-                return Some(self.reject_unroutable(
-                    name,
-                    &publish.topic,
-                    &StreamError::StreamNotFound(name.to_owned()),
-                ));
-            };
-            let err = match stream.append_nowait(std::slice::from_ref(record)) {
+            let err = match self.append(name, std::slice::from_ref(record)) {
                 Ok(p) => {
                     if held {
                         tracing::info!(
@@ -261,17 +260,12 @@ impl Ingest {
                 }
                 Err(e) => e,
             };
-            match err {
-                StreamError::StreamFull { .. }
-                | StreamError::Io { .. }
-                | StreamError::StorageFailed { .. } => {
-                    if publish.qos == QoS::AtMostOnce {
-                        inc(&self.metrics.dropped_qos0);
-                        if self.limiter.allow() {
-                            tracing::warn!(stream = name, topic = %publish.topic, error = %err, "QoS 0 message dropped: the stream refused it");
-                        }
-                        return Some(Outcome::Dropped);
-                    }
+            match verdict(&err, publish.qos) {
+                Verdict::GiveUp(reason) => {
+                    self.give_up(reason, name, &publish.topic, &err);
+                    return Some(Outcome::GivenUp);
+                }
+                Verdict::HoldBack => {
                     if !held {
                         tracing::warn!(stream = name, topic = %publish.topic, error = %err, "stream refuses data; holding the MQTT ack back until it accepts (backpressure)");
                         held = true;
@@ -282,27 +276,28 @@ impl Ingest {
                         _ = self.shutdown.cancelled() => return None,
                     }
                 }
-                StreamError::StreamDeleted(_) | StreamError::StreamNotFound(_) => {
-                    self.streams.remove(name);
-                    return Some(self.reject_unroutable(name, &publish.topic, &err));
-                }
-                other => {
-                    // Refused for good (e.g. larger than the stream): retrying cannot help.
-                    inc(&self.metrics.rejected_oversized);
-                    if self.limiter.allow() {
-                        tracing::warn!(stream = name, topic = %publish.topic, error = %other, "message rejected by the stream");
-                    }
-                    return Some(Outcome::Dropped);
-                }
             }
         }
     }
 
-    fn reject_unroutable(&mut self, name: &str, topic: &str, e: &StreamError) -> Outcome {
-        inc(&self.metrics.rejected_unroutable);
-        if self.limiter.allow() {
-            tracing::warn!(stream = name, topic, error = %e, "message not stored: its route names a stream that does not exist");
+    fn give_up(&mut self, reason: Reason, name: &str, topic: &str, e: &StreamError) {
+        self.metrics.count_refused(reason);
+        if !self.limiter.allow() {
+            return;
         }
-        Outcome::Dropped
+        match reason {
+            Reason::Unroutable => {
+                tracing::warn!(stream = name, topic, error = %e, "message not stored: its route names a stream that does not exist")
+            }
+            Reason::DroppedQos0 => {
+                tracing::warn!(stream = name, topic, error = %e, "QoS 0 message dropped: the stream refused it")
+            }
+            Reason::Invalid | Reason::Oversized => {
+                tracing::warn!(stream = name, topic, error = %e, "message rejected by the stream")
+            }
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

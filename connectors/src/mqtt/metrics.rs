@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::refusal::Reason;
+
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
     pub connected: AtomicBool,
@@ -17,9 +19,14 @@ pub struct IngestMetrics {
     pub bytes_stored: AtomicU64,
     /// Records appended (a message routed to two streams makes two).
     pub records_appended: AtomicU64,
+    /// Larger than the connection's `max_message_size_bytes`.
     pub rejected_oversized: AtomicU64,
+    /// No route matches the topic, or the route names a stream that does not exist.
     pub rejected_unroutable: AtomicU64,
-    /// QoS 0 messages dropped because their stream refused them (full, or a storage error).
+    /// Refused by the stream for good: larger than the stream, or not encodable as a record.
+    pub rejected_invalid: AtomicU64,
+    /// QoS 0 messages dropped because their stream refused them for now (full, or a storage
+    /// error); QoS 1/2 messages wait instead (`backpressure_waits`).
     pub dropped_qos0: AtomicU64,
     /// Times a QoS 1/2 message had to wait because its stream refused it (backpressure).
     pub backpressure_waits: AtomicU64,
@@ -39,6 +46,7 @@ pub struct IngestSnapshot {
     pub records_appended: u64,
     pub rejected_oversized: u64,
     pub rejected_unroutable: u64,
+    pub rejected_invalid: u64,
     pub dropped_qos0: u64,
     pub backpressure_waits: u64,
     pub stale_acks: u64,
@@ -49,6 +57,16 @@ pub(crate) fn inc(c: &AtomicU64) {
 }
 
 impl IngestMetrics {
+    /// Counts a message that was not stored, under its reason.
+    pub(super) fn count_refused(&self, reason: Reason) {
+        inc(match reason {
+            Reason::Oversized => &self.rejected_oversized,
+            Reason::Unroutable => &self.rejected_unroutable,
+            Reason::Invalid => &self.rejected_invalid,
+            Reason::DroppedQos0 => &self.dropped_qos0,
+        });
+    }
+
     pub fn snapshot(&self) -> IngestSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         IngestSnapshot {
@@ -61,6 +79,7 @@ impl IngestMetrics {
             records_appended: g(&self.records_appended),
             rejected_oversized: g(&self.rejected_oversized),
             rejected_unroutable: g(&self.rejected_unroutable),
+            rejected_invalid: g(&self.rejected_invalid),
             dropped_qos0: g(&self.dropped_qos0),
             backpressure_waits: g(&self.backpressure_waits),
             stale_acks: g(&self.stale_acks),

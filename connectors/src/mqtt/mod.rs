@@ -3,8 +3,11 @@
 
 mod ack;
 pub mod config;
+mod connection;
+mod event_loop;
 mod ingest;
 pub mod metrics;
+mod refusal;
 pub mod source;
 mod tls;
 pub mod topic;
@@ -12,4 +15,5 @@ pub mod topic;
 pub use config::{BrokerConfig, Subscription, TlsSettings};
 pub use metrics::{IngestMetrics, IngestSnapshot};
 pub use source::{MqttSource, SourceError};
+pub use tls::TlsError;
 pub use topic::{Route, Router};
