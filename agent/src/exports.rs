@@ -170,8 +170,7 @@ mod tests {
     #[tokio::test]
     async fn exports_follow_changes_made_directly_on_the_stream_manager() {
         let dir = tempfile::tempdir().unwrap();
-        let manager =
-            Arc::new(StreamManager::open(dir.path(), ManagerOptions::default()).unwrap());
+        let manager = Arc::new(StreamManager::open(dir.path(), ManagerOptions::default()).unwrap());
         let stop = CancellationToken::new();
         let exports = Exports::new(manager.clone(), Default::default(), None, stop.clone());
         let supervisor = tokio::spawn(exports.clone().run());

@@ -47,7 +47,7 @@ pub async fn run(
                 received = s.messages_received,
                 stored = s.messages_stored,
                 rate_per_s = rate.round() as u64,
-                rejected = s.rejected_oversized + s.rejected_unroutable,
+                rejected = s.rejected_oversized + s.rejected_unroutable + s.rejected_invalid,
                 dropped_qos0 = s.dropped_qos0,
                 backpressure_waits = s.backpressure_waits,
                 "ingestion"
@@ -75,6 +75,7 @@ pub fn summary(metrics: &[(String, Arc<IngestMetrics>)]) {
             stored = s.messages_stored,
             oversized = s.rejected_oversized,
             unroutable = s.rejected_unroutable,
+            invalid = s.rejected_invalid,
             dropped_qos0 = s.dropped_qos0,
             backpressure_waits = s.backpressure_waits,
             stale_acks = s.stale_acks,

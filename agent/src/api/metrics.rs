@@ -117,6 +117,11 @@ fn mqtt_families(f: &mut Family, overview: &Overview) {
         );
         f.sample(
             "ferry_mqtt_messages_rejected_total",
+            &[("broker", broker), ("reason", "invalid")],
+            s.rejected_invalid,
+        );
+        f.sample(
+            "ferry_mqtt_messages_rejected_total",
             &[("broker", broker), ("reason", "qos0_stream_refused")],
             s.dropped_qos0,
         );
