@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_connectors::sinks;
-use ferry_stream_manager::export::{run_export, Bandwidth, ExportStatus, ExportStatusHandle};
+use ferry_stream_manager::export::{
+    run_export, Bandwidth, ExportState, ExportStatus, ExportStatusHandle,
+};
 use ferry_stream_manager::{ExportDefinition, StreamManager};
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +89,7 @@ impl Exports {
                         identifier: key.1.clone(),
                         kind: def.kind.clone(),
                         priority: def.priority,
-                        state: "stopped".into(),
+                        state: ExportState::Stopped,
                         last_error: Some(reason),
                         ..Default::default()
                     };

@@ -329,7 +329,7 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
             &[
                 ("stream", &e.stream),
                 ("export", &e.identifier),
-                ("state", &e.state),
+                ("state", e.state.as_str()),
             ],
             1,
         );
