@@ -92,9 +92,14 @@ enum Phase {
     ReadPause,
     /// Sending (or backing off to send again) the batch that ends before `end`, while the read
     /// from `end` runs ahead.
-    Sending { end: u64 },
+    Sending {
+        end: u64,
+    },
     /// Storing `end` as the checkpoint; `read_ahead`: the read from `end` is under way.
-    Committing { end: u64, read_ahead: bool },
+    Committing {
+        end: u64,
+        read_ahead: bool,
+    },
     Done,
 }
 
@@ -287,7 +292,8 @@ impl ExportMachine {
                 retry_after,
             } => self.retry(reason, retry_after),
             SinkError::Partial { failed, reason } => {
-                let (confirmed, again) = split_failed(std::mem::take(&mut self.batch).records, &failed);
+                let (confirmed, again) =
+                    split_failed(std::mem::take(&mut self.batch).records, &failed);
                 if again.is_empty() {
                     // No index named a record of the batch: the sink took all of it.
                     self.batch.records = confirmed;

@@ -173,10 +173,11 @@ fn start_position(
 /// commit; until then a restart resends from the older checkpoint.
 async fn commit(manager: &Arc<StreamManager>, stream: &str, export: &str, next: u64) {
     let (m, s, e) = (manager.clone(), stream.to_owned(), export.to_owned());
-    let stored =
-        tokio::task::spawn_blocking(move || m.with_catalog(&s, |c, id| c.set_checkpoint(id, &e, next)))
-            .await
-            .unwrap_or_else(|e| Err(Error::Internal(format!("checkpoint commit failed: {e}"))));
+    let stored = tokio::task::spawn_blocking(move || {
+        m.with_catalog(&s, |c, id| c.set_checkpoint(id, &e, next))
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Internal(format!("checkpoint commit failed: {e}"))));
     if let Err(e) = stored {
         tracing::error!(stream, export, error = %e, "could not store the export checkpoint");
     }

@@ -59,7 +59,11 @@ fn batch(seqs: Range<u64>) -> Batch {
 }
 
 fn seqs(m: &ExportMachine) -> Vec<u64> {
-    m.batch().records.iter().map(|r| r.sequence_number).collect()
+    m.batch()
+        .records
+        .iter()
+        .map(|r| r.sequence_number)
+        .collect()
 }
 
 /// Starts at `from` and reads `b`: returns the action after the read ahead started.
@@ -67,7 +71,10 @@ fn read(m: &mut ExportMachine, from: u64, b: Batch) -> Action {
     assert_eq!(m.start(from), Action::StartRead { from });
     assert_eq!(m.handle(Event::ReadStarted), Action::AwaitRead);
     let end = b.records.last().map_or(from, |r| r.sequence_number + 1);
-    assert_eq!(m.handle(Event::BatchRead(b)), Action::StartRead { from: end });
+    assert_eq!(
+        m.handle(Event::BatchRead(b)),
+        Action::StartRead { from: end }
+    );
     m.handle(Event::ReadStarted)
 }
 
@@ -115,7 +122,10 @@ fn retries_back_off_up_to_thirty_seconds_and_a_success_ends_them() {
     let mut step = BACKOFF_MIN;
     for i in 1..=12 {
         let d = waited(m.handle(retryable(None)));
-        assert!(d >= step / 2 && d <= step, "retry {i}: {d:?} outside {step:?}");
+        assert!(
+            d >= step / 2 && d <= step,
+            "retry {i}: {d:?} outside {step:?}"
+        );
         assert_eq!(m.status().state, ExportState::Retrying);
         assert_eq!(m.status().retries, i);
         assert_eq!(m.status().checkpoint, 0);
@@ -152,7 +162,10 @@ fn the_sinks_retry_after_wins_over_a_shorter_backoff_only() {
     assert_eq!(m.handle(retryable(Some(hint))), Action::Wait(hint));
     m.handle(Event::Waited);
     let d = waited(m.handle(retryable(Some(Duration::from_millis(1)))));
-    assert!(d >= Duration::from_millis(200), "{d:?}: the backoff is longer");
+    assert!(
+        d >= Duration::from_millis(200),
+        "{d:?}: the backoff is longer"
+    );
 }
 
 #[test]
@@ -165,9 +178,16 @@ fn a_partial_failure_resends_only_the_refused_records_in_order_after_a_backoff()
     });
     assert!(waited(m.handle(failed)) <= BACKOFF_MIN);
     assert_eq!(seqs(&m), vec![1, 3]);
-    assert_eq!(m.batch().body.as_deref(), Some(&b"1,3"[..]), "encoded again");
+    assert_eq!(
+        m.batch().body.as_deref(),
+        Some(&b"1,3"[..]),
+        "encoded again"
+    );
     let s = m.status();
-    assert_eq!((s.state, s.retries, s.checkpoint), (ExportState::Retrying, 1, 0));
+    assert_eq!(
+        (s.state, s.retries, s.checkpoint),
+        (ExportState::Retrying, 1, 0)
+    );
     assert_eq!((s.records_sent, s.bytes_sent, s.batches_sent), (3, 30, 0));
     assert_eq!(m.handle(Event::Waited), Action::Send);
     let failed = Event::SendFailed(SinkError::Partial {
@@ -175,7 +195,10 @@ fn a_partial_failure_resends_only_the_refused_records_in_order_after_a_backoff()
         reason: "throttled".into(),
     });
     let d = waited(m.handle(failed));
-    assert!(d >= BACKOFF_MIN, "the second retry backs off further: {d:?}");
+    assert!(
+        d >= BACKOFF_MIN,
+        "the second retry backs off further: {d:?}"
+    );
     assert_eq!(seqs(&m), vec![3]);
     m.handle(Event::Waited);
     assert_eq!(m.handle(Event::Sent), Action::Commit(5));
@@ -230,7 +253,12 @@ fn a_record_larger_than_the_sink_takes_pauses_the_export_under_pause() {
     let b = batch_of(vec![record(0, 10), record(1, 101)]);
     assert_eq!(m.handle(Event::BatchRead(b)), Action::Pause);
     assert_eq!(m.status().state, ExportState::Paused);
-    assert!(m.status().last_error.as_ref().unwrap().contains("100 bytes"));
+    assert!(m
+        .status()
+        .last_error
+        .as_ref()
+        .unwrap()
+        .contains("100 bytes"));
 }
 
 #[test]
@@ -301,7 +329,10 @@ fn a_disabled_export_reports_its_checkpoint_and_does_nothing() {
     let mut m = machine(json!({"disabled": true}));
     assert_eq!(m.status().state, ExportState::Disabled);
     assert_eq!(m.start(7), Action::Stop);
-    assert_eq!((m.status().state, m.status().checkpoint), (ExportState::Disabled, 7));
+    assert_eq!(
+        (m.status().state, m.status().checkpoint),
+        (ExportState::Disabled, 7)
+    );
 }
 
 #[test]

@@ -86,7 +86,8 @@ async fn start(
         .map(|_| NewRecord::new(vec![b'x'; 10]))
         .collect();
     stream.append(batch).await.unwrap();
-    let mut export = json!({"identifier": "e", "kind": "http", "batch_size": 5, "batch_interval_ms": 50});
+    let mut export =
+        json!({"identifier": "e", "kind": "http", "batch_size": 5, "batch_interval_ms": 50});
     export
         .as_object_mut()
         .unwrap()
@@ -177,7 +178,9 @@ async fn a_retryable_failure_is_retried_with_backoff_and_counted() {
     h.until("sent", |s| s.checkpoint == 5).await;
     let attempts = h.attempts();
     assert_eq!(attempts.len(), 4);
-    assert!(attempts.iter().all(|(_, seqs)| *seqs == vec![0, 1, 2, 3, 4]));
+    assert!(attempts
+        .iter()
+        .all(|(_, seqs)| *seqs == vec![0, 1, 2, 3, 4]));
     for (i, step_ms) in [200, 400, 800].into_iter().enumerate() {
         let gap = attempts[i + 1].0 - attempts[i].0;
         let step = Duration::from_millis(step_ms);
@@ -199,7 +202,10 @@ async fn retry_after_from_the_sink_is_honoured() {
     let attempts = h.attempts();
     assert_eq!(attempts.len(), 2);
     let gap = attempts[1].0 - attempts[0].0;
-    assert!(gap >= hint && gap <= hint + Duration::from_millis(1), "{gap:?}");
+    assert!(
+        gap >= hint && gap <= hint + Duration::from_millis(1),
+        "{gap:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,7 +225,8 @@ async fn the_checkpoint_moves_only_after_the_sink_confirmed() {
     assert_eq!(lock(&h.status).checkpoint, 0);
     assert_eq!(h.attempts().len(), 1, "one batch in flight");
     h.sink.gate.as_ref().unwrap().add_permits(1);
-    h.until("first batch confirmed", |s| s.checkpoint == 5).await;
+    h.until("first batch confirmed", |s| s.checkpoint == 5)
+        .await;
     assert_eq!(h.stored_checkpoint(), Some(5));
     h.sink.gate.as_ref().unwrap().add_permits(1);
     h.until("second batch confirmed", |s| s.checkpoint == 10)
@@ -266,7 +273,13 @@ async fn a_permanent_error_pauses_the_export_under_pause() {
 
 #[tokio::test(start_paused = true)]
 async fn skip_moves_past_a_refused_batch_and_counts_it() {
-    let h = start(10, json!({"on_permanent_error": "skip"}), vec![permanent()], None).await;
+    let h = start(
+        10,
+        json!({"on_permanent_error": "skip"}),
+        vec![permanent()],
+        None,
+    )
+    .await;
     h.until("done", |s| s.checkpoint == 10).await;
     assert_eq!(h.stored_checkpoint(), Some(10));
     let s = h.shut_down().await;
@@ -275,7 +288,13 @@ async fn skip_moves_past_a_refused_batch_and_counts_it() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_while_retrying_stops_the_export() {
-    let h = start(5, json!({}), vec![retryable(Some(Duration::from_secs(3600)))], None).await;
+    let h = start(
+        5,
+        json!({}),
+        vec![retryable(Some(Duration::from_secs(3600)))],
+        None,
+    )
+    .await;
     h.until("retrying", |s| s.state == ExportState::Retrying)
         .await;
     let s = h.shut_down().await;
@@ -287,13 +306,20 @@ async fn deleting_the_stream_stops_the_export() {
     let h = start(5, json!({}), vec![], None).await;
     h.until("caught up", |s| s.checkpoint == 5).await;
     h.manager.delete_stream("s").unwrap();
-    h.until("stopped", |s| s.state == ExportState::Stopped).await;
+    h.until("stopped", |s| s.state == ExportState::Stopped)
+        .await;
     assert!(lock(&h.status).last_error.is_some());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_disabled_export_sends_nothing() {
-    let h = start(5, json!({"disabled": true, "start_sequence_number": 2}), vec![], None).await;
+    let h = start(
+        5,
+        json!({"disabled": true, "start_sequence_number": 2}),
+        vec![],
+        None,
+    )
+    .await;
     h.until("reported", |s| s.checkpoint == 2).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(h.attempts().is_empty());
