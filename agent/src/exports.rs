@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_connectors::sinks;
-use ferry_stream_manager::export::{run_export, Bandwidth, ExportStatus, ExportStatusHandle};
+use ferry_stream_manager::export::{
+    run_export, Bandwidth, ExportState, ExportStatus, ExportStatusHandle,
+};
 use ferry_stream_manager::time::lock;
 use ferry_stream_manager::{ExportDefinition, StreamManager};
 use tokio::sync::watch;
@@ -115,7 +117,7 @@ impl Exports {
             identifier: def.identifier.clone(),
             kind: def.kind.clone(),
             priority: def.priority,
-            state: "starting".into(),
+            state: ExportState::Starting,
             ..Default::default()
         };
         match sinks::build(def, stream, &self.env) {
@@ -134,7 +136,7 @@ impl Exports {
             Err(reason) => {
                 tracing::error!(stream, export = %def.identifier, error = %reason, "export cannot start");
                 let mut s = lock(status);
-                s.state = "stopped".into();
+                s.state = ExportState::Stopped;
                 s.last_error = Some(reason);
             }
         }

@@ -336,7 +336,7 @@ fn export_families(f: &mut Family, exports: &[ExportView]) {
             &[
                 ("stream", &e.status.stream),
                 ("export", &e.status.identifier),
-                ("state", &e.status.state),
+                ("state", e.status.state.as_str()),
             ],
             1,
         );

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::stream::lock;
+use crate::time::lock;
 
 struct State {
     tokens: f64,
@@ -58,33 +58,30 @@ impl Bandwidth {
         };
         let _ticket = Ticket { bw: self, key };
         loop {
+            // Listening starts before the line is looked at: a change (a grant, a waiter
+            // leaving, also by cancellation) between the look and the wait still wakes us.
+            let mut changed = std::pin::pin!(self.changed.notified());
+            changed.as_mut().enable();
             let wait = {
                 let mut st = lock(&self.state);
                 let now = Instant::now();
                 let elapsed = now.duration_since(st.last).as_secs_f64();
                 st.tokens = (st.tokens + elapsed * rate).min(burst);
                 st.last = now;
-                let first = st.waiting.keys().next().copied();
-                if first == Some(key) && st.tokens >= bytes as f64 {
+                if st.waiting.keys().next() != Some(&key) {
+                    None // not first in line: wait for the line to move
+                } else if st.tokens >= bytes as f64 {
                     st.tokens -= bytes as f64;
                     return; // the ticket leaves the line and wakes the next
-                }
-                if first == Some(key) {
-                    Some(Duration::from_secs_f64((bytes as f64 - st.tokens) / rate))
                 } else {
-                    None
+                    Some(Duration::from_secs_f64((bytes as f64 - st.tokens) / rate))
                 }
             };
-            let notified = self.changed.notified();
             match wait {
                 Some(d) => {
-                    let _ = tokio::time::timeout(d, notified).await;
+                    let _ = tokio::time::timeout(d, changed).await;
                 }
-                // Not first in line: wait for the line to move (or re-check now and then, in
-                // case a waiter ahead was cancelled).
-                None => {
-                    let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
-                }
+                None => changed.await,
             }
         }
     }
@@ -100,5 +97,116 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         lock(&self.bw.state).waiting.remove(&self.key);
         self.bw.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::task::JoinHandle;
+
+    type Log = Arc<Mutex<Vec<(&'static str, Duration)>>>;
+
+    /// Starts an acquire that notes its name and time (since `t0`) once granted, and waits
+    /// until it stands in line.
+    async fn join_line(
+        bw: &Bandwidth,
+        log: &Log,
+        t0: Instant,
+        name: &'static str,
+        priority: u8,
+        bytes: u64,
+    ) -> JoinHandle<()> {
+        let before = lock(&bw.state).waiting.len();
+        let (bw2, log) = (bw.clone(), log.clone());
+        let task = tokio::spawn(async move {
+            bw2.acquire(priority, bytes).await;
+            lock(&log).push((name, t0.elapsed()));
+        });
+        let in_line = async {
+            while lock(&bw.state).waiting.len() == before {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), in_line)
+            .await
+            .expect("the acquire never joined the line");
+        task
+    }
+
+    async fn finish(tasks: Vec<JoinHandle<()>>) {
+        let all = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(600), all)
+            .await
+            .expect("a waiter was never let through");
+    }
+
+    fn assert_at(log: &Log, want: &[(&str, u64)]) {
+        let got = lock(log).clone();
+        assert_eq!(
+            got.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            want.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+        );
+        for ((name, at), (_, want_ms)) in got.iter().zip(want) {
+            let want = Duration::from_millis(*want_ms);
+            assert!(
+                *at >= want && *at <= want + Duration::from_millis(5),
+                "{name} went at {at:?}, expected {want:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_cap_nothing_waits() {
+        let bw = Bandwidth::new(None);
+        let t0 = Instant::now();
+        bw.acquire(10, 1 << 40).await;
+        bw.acquire(1, 1 << 40).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_a_cap_the_higher_priority_goes_first_though_it_came_later() {
+        let bw = Bandwidth::new(Some(1000));
+        let log = Log::default();
+        let t0 = Instant::now();
+        let low = join_line(&bw, &log, t0, "low", 9, 1000).await;
+        let high = join_line(&bw, &log, t0, "high", 1, 1000).await;
+        finish(vec![low, high]).await;
+        assert_at(&log, &[("high", 1000), ("low", 2000)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn equal_priorities_take_turns_in_arrival_order() {
+        let bw = Bandwidth::new(Some(1000));
+        let log = Log::default();
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for name in ["a", "b", "c"] {
+            tasks.push(join_line(&bw, &log, t0, name, 5, 500).await);
+        }
+        finish(tasks).await;
+        assert_at(&log, &[("a", 500), ("b", 1000), ("c", 1500)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_lets_the_next_through() {
+        let bw = Bandwidth::new(Some(1000));
+        let log = Log::default();
+        let t0 = Instant::now();
+        let big = join_line(&bw, &log, t0, "big", 1, 5000).await;
+        let next = join_line(&bw, &log, t0, "next", 2, 1000).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        big.abort();
+        assert!(big.await.unwrap_err().is_cancelled());
+        finish(vec![next]).await;
+        // The tokens of the first second are the next waiter's: it goes at once when they are
+        // there, not after the cancelled waiter's five seconds.
+        assert_at(&log, &[("next", 1000)]);
+        assert!(lock(&bw.state).waiting.is_empty());
     }
 }

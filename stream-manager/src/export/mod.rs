@@ -8,6 +8,8 @@
 //! first.
 
 mod bandwidth;
+mod machine;
+mod status;
 mod task;
 
 use std::future::Future;
@@ -15,7 +17,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use bandwidth::Bandwidth;
-pub use task::{run_export, ExportStatus, ExportStatusHandle};
+pub use status::{ExportState, ExportStatus, ExportStatusHandle};
+pub use task::run_export;
 
 use crate::record::Record;
 
@@ -51,6 +54,7 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + S
 
 /// Records to send, with the request body the sink encoded for them ahead of time (while the
 /// previous batch was in flight), if it encodes bodies at all.
+#[derive(Default)]
 pub struct Batch {
     pub records: Vec<Record>,
     pub body: Option<bytes::Bytes>,

@@ -1,46 +1,21 @@
-//! One export's loop: read from the checkpoint, send, commit the checkpoint, repeat; with
-//! retries, the permanent-error policy, retention gaps and a status others can read.
+//! One export's loop: performs what [`ExportMachine`] decides (read, wait for bandwidth, send,
+//! wait, commit the checkpoint) and reports the outcomes back, publishing the status after each
+//! step. Every wait of the loop ends early on shutdown, in one place ([`until_shutdown`]).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use serde::Serialize;
+use tokio::task::JoinHandle;
 
-use super::{Bandwidth, Batch, Sink, SinkError};
-use crate::backoff::Backoff;
-use crate::definition::{ExportDefinition, PermanentErrorPolicy};
+use super::machine::{Action, BatchShape, Event, ExportMachine};
+use super::status::ExportStatusHandle;
+use super::{Bandwidth, Batch, Sink};
+use crate::definition::ExportDefinition;
 use crate::error::Error;
 use crate::manager::StreamManager;
 use crate::stream::{ReadOptions, Stream};
-use crate::time::{lock, now_ms};
-
-/// What an export is doing and has done since Ferry started (the checkpoint survives restarts).
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct ExportStatus {
-    pub stream: String,
-    pub identifier: String,
-    pub kind: String,
-    pub priority: u8,
-    /// `starting`, `running`, `retrying`, `paused`, `disabled` or `stopped`.
-    pub state: String,
-    /// The next sequence number to send: everything before it was confirmed by the sink.
-    pub checkpoint: u64,
-    pub last_success_ms: Option<i64>,
-    pub last_error: Option<String>,
-    pub records_sent: u64,
-    pub bytes_sent: u64,
-    pub batches_sent: u64,
-    pub retries: u64,
-    /// Records retention removed before they were exported.
-    pub records_dropped_by_retention: u64,
-    /// Records skipped after a permanent error (policy `skip`).
-    pub records_skipped: u64,
-}
-
-pub type ExportStatusHandle = Arc<Mutex<ExportStatus>>;
-
-const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(1000);
+use crate::time::lock;
 
 /// Runs one export until `shutdown` completes or the stream goes away.
 pub async fn run_export(
@@ -53,243 +28,127 @@ pub async fn run_export(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
-    let set = |f: &dyn Fn(&mut ExportStatus)| f(&mut lock(&status));
-    set(&|s| {
-        s.stream = stream_name.clone();
-        s.identifier = def.identifier.clone();
-        s.kind = def.kind.clone();
-        s.priority = def.priority;
-        s.state = if def.disabled { "disabled" } else { "starting" }.into();
+    let mut machine = ExportMachine::new(&stream_name, &def, sink.clone());
+    let publish = |m: &ExportMachine| *lock(&status) = m.status().clone();
+    publish(&machine);
+    let started = manager.stream(&stream_name).and_then(|stream| {
+        let checkpoint = start_position(&manager, &stream, &stream_name, &def)?;
+        Ok((stream, checkpoint))
     });
-    let stream = match manager.stream(&stream_name) {
+    let (stream, checkpoint) = match started {
         Ok(s) => s,
-        Err(e) => return set(&|s| stop(s, &e.to_string())),
+        Err(e) => {
+            machine.stop(Some(e.to_string()));
+            return publish(&machine);
+        }
     };
-    let mut next = match start_position(&manager, &stream, &stream_name, &def) {
-        Ok(n) => n,
-        Err(e) => return set(&|s| stop(s, &e.to_string())),
+    let reader = Reader {
+        shape: BatchShape::new(&def, sink.limits()),
+        stream,
+        sink: sink.clone(),
     };
-    set(&|s| s.checkpoint = next);
-    if def.disabled {
-        return;
-    }
-    let limits = sink.limits();
-    let max_count = def
-        .batch_size
-        .map_or(limits.max_records, |b| (b as usize).min(limits.max_records))
-        .max(1);
-    let max_bytes = def
-        .batch_bytes
-        .map_or(limits.max_bytes, |b| b.min(limits.max_bytes));
-    let interval = def
-        .batch_interval_ms
-        .map_or(DEFAULT_BATCH_INTERVAL, Duration::from_millis);
-    set(&|s| s.state = "running".into());
-    let read_from = |from: u64| {
-        let stream = stream.clone();
-        let sink = sink.clone();
-        let opts = ReadOptions {
-            from,
-            min_count: max_count,
-            max_count,
-            max_bytes,
-            timeout: interval,
+    let mut read = None;
+    let mut action = machine.start(checkpoint);
+    loop {
+        publish(&machine);
+        let event = match action {
+            Action::Pause => return shutdown.await,
+            Action::Stop => return,
+            Action::StartRead { from } => {
+                read = Some(reader.start(from));
+                Some(Event::ReadStarted)
+            }
+            // Not cut short by shutdown: it is quick, and a restart resends less for it.
+            Action::Commit(next) => {
+                commit(&manager, &stream_name, &def.identifier, next).await;
+                Some(Event::Committed)
+            }
+            Action::AwaitRead => until_shutdown(&mut shutdown, read_outcome(read.take())).await,
+            Action::Acquire { bytes } => {
+                let acquired = bandwidth.acquire(def.priority, bytes);
+                until_shutdown(&mut shutdown, acquired)
+                    .await
+                    .map(|()| Event::Acquired)
+            }
+            Action::Send => until_shutdown(&mut shutdown, sink.send(machine.batch()))
+                .await
+                .map(|sent| sent.map_or_else(Event::SendFailed, |()| Event::Sent)),
+            Action::Wait(d) => until_shutdown(&mut shutdown, tokio::time::sleep(d))
+                .await
+                .map(|()| Event::Waited),
         };
-        // Started now, so that the next batch is read and encoded while the current one is
-        // sent. With a full batch already stored (a backlog), reading and encoding happen on a
+        let Some(event) = event else {
+            machine.stop(None);
+            return publish(&machine);
+        };
+        action = machine.handle(event);
+    }
+}
+
+/// `fut`'s output, or `None` if shutdown came first.
+async fn until_shutdown<T>(
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        out = fut => Some(out),
+        () = shutdown.as_mut() => None,
+    }
+}
+
+/// Reads a batch and encodes its request body, in a task of its own so that the next batch is
+/// read and encoded while the current one is sent.
+struct Reader {
+    stream: Stream,
+    sink: Arc<dyn Sink>,
+    shape: BatchShape,
+}
+
+type ReadTask = JoinHandle<Result<Batch, Error>>;
+
+impl Reader {
+    fn start(&self, from: u64) -> ReadTask {
+        let stream = self.stream.clone();
+        let sink = self.sink.clone();
+        let BatchShape {
+            max_records,
+            max_bytes,
+            interval,
+        } = self.shape;
+        // With a full batch already stored (a backlog), reading and encoding happen on a
         // blocking thread in one hop; otherwise the read waits (without polling) for records.
-        if stream.durable_end().saturating_sub(from) >= max_count as u64 {
+        if stream.durable_end().saturating_sub(from) >= max_records as u64 {
             tokio::task::spawn_blocking(move || {
-                let records = stream.read_now(from, max_count, max_bytes)?;
+                let records = stream.read_now(from, max_records, max_bytes)?;
                 let body = sink.encode(&records);
-                Ok::<_, Error>(Batch { records, body })
+                Ok(Batch { records, body })
             })
         } else {
             tokio::spawn(async move {
+                let opts = ReadOptions {
+                    from,
+                    min_count: max_records,
+                    max_count: max_records,
+                    max_bytes,
+                    timeout: interval,
+                };
                 let records = stream.read(opts).await?;
                 let body = sink.encode(&records);
-                Ok::<_, Error>(Batch { records, body })
+                Ok(Batch { records, body })
             })
         }
+    }
+}
+
+async fn read_outcome(read: Option<ReadTask>) -> Event {
+    let Some(read) = read else {
+        return Event::ReadFailed(Error::Internal("no export read under way".into()));
     };
-    let mut prefetch = None;
-    loop {
-        let pending = prefetch.take().unwrap_or_else(|| read_from(next));
-        let read = tokio::select! {
-            r = pending => r.unwrap_or_else(|e| Err(Error::Internal(format!("export read task failed: {e}")))),
-            _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
-        };
-        let (mut batch, mut body) = match read {
-            Ok(Batch { records, body }) => (records, body),
-            Err(Error::SequenceTrimmed { oldest, .. }) => {
-                let lost = oldest - next;
-                tracing::warn!(stream = %stream_name, export = %def.identifier, records = lost, "retention removed records before they were exported");
-                set(&|s| s.records_dropped_by_retention += lost);
-                next = oldest;
-                commit(&manager, &stream_name, &def.identifier, next).await;
-                set(&|s| s.checkpoint = next);
-                continue;
-            }
-            Err(e @ (Error::StreamDeleted(_) | Error::StreamNotFound(_))) => {
-                return set(&|s| stop(s, &e.to_string()))
-            }
-            Err(e) => {
-                set(&|s| s.last_error = Some(e.to_string()));
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
-                }
-            }
-        };
-        if batch.is_empty() {
-            continue;
-        }
-        // Records too large for the sink can never be sent: a permanent error of their own.
-        let too_big = batch
-            .iter()
-            .filter(|r| r.payload.len() as u64 > limits.max_record_bytes)
-            .count() as u64;
-        if too_big > 0 {
-            let reason = format!(
-                "{too_big} record(s) larger than the sink's {} bytes per record",
-                limits.max_record_bytes
-            );
-            if def.on_permanent_error == PermanentErrorPolicy::Pause {
-                return pause(
-                    &status,
-                    &stream_name,
-                    &def.identifier,
-                    &reason,
-                    &mut shutdown,
-                )
-                .await;
-            }
-            batch.retain(|r| r.payload.len() as u64 <= limits.max_record_bytes);
-            body = sink.encode(&batch);
-            set(&|s| s.records_skipped += too_big);
-        }
-        let end = match batch.last() {
-            Some(last) => last.sequence_number + 1,
-            None => next, // everything skipped: only the checkpoint moves
-        };
-        prefetch = Some(read_from(end));
-        let mut batch = Batch {
-            records: batch,
-            body,
-        };
-        if !batch.records.is_empty() {
-            let bytes: u64 = batch.records.iter().map(|r| r.payload.len() as u64).sum();
-            tokio::select! {
-                _ = bandwidth.acquire(def.priority, bytes) => {}
-                _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
-            }
-            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-            loop {
-                let sent = tokio::select! {
-                    r = sink.send(&batch) => r,
-                    _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
-                };
-                match sent {
-                    Ok(()) => {
-                        set(&|s| {
-                            s.state = "running".into();
-                            s.records_sent += batch.records.len() as u64;
-                            s.bytes_sent += bytes;
-                            s.batches_sent += 1;
-                            s.last_success_ms = Some(now_ms());
-                        });
-                        break;
-                    }
-                    Err(SinkError::Retryable {
-                        reason,
-                        retry_after,
-                    }) => {
-                        let delay = backoff.next_delay().max(retry_after.unwrap_or_default());
-                        let first = lock(&status).state != "retrying";
-                        if first {
-                            tracing::warn!(stream = %stream_name, export = %def.identifier, error = %reason, "sink unavailable; retrying with backoff, the stream keeps buffering");
-                        }
-                        set(&|s| {
-                            s.state = "retrying".into();
-                            s.retries += 1;
-                            s.last_error = Some(reason.clone());
-                        });
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
-                        }
-                    }
-                    Err(SinkError::Partial { failed, reason }) => {
-                        // Only the refused records go again, in their order.
-                        let mut i = 0;
-                        batch.records.retain(|_| {
-                            i += 1;
-                            failed.binary_search(&(i - 1)).is_ok()
-                        });
-                        batch.body = sink.encode(&batch.records);
-                        set(&|s| {
-                            s.retries += 1;
-                            s.last_error = Some(reason.clone());
-                        });
-                        if batch.records.is_empty() {
-                            break;
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff.next_delay()) => {}
-                            _ = &mut shutdown => return set(&|s| s.state = "stopped".into()),
-                        }
-                    }
-                    Err(SinkError::Permanent { reason }) => {
-                        if def.on_permanent_error == PermanentErrorPolicy::Pause {
-                            return pause(
-                                &status,
-                                &stream_name,
-                                &def.identifier,
-                                &reason,
-                                &mut shutdown,
-                            )
-                            .await;
-                        }
-                        tracing::warn!(stream = %stream_name, export = %def.identifier, records = batch.records.len(), error = %reason, "sink refused a batch for good; skipped (on_permanent_error = skip)");
-                        set(&|s| {
-                            s.records_skipped += batch.records.len() as u64;
-                            s.last_error = Some(reason.clone());
-                        });
-                        break;
-                    }
-                }
-            }
-        }
-        next = end;
-        commit(&manager, &stream_name, &def.identifier, next).await;
-        set(&|s| s.checkpoint = next);
+    match read.await {
+        Ok(Ok(batch)) => Event::BatchRead(batch),
+        Ok(Err(e)) => Event::ReadFailed(e),
+        Err(e) => Event::ReadFailed(Error::Internal(format!("export read task failed: {e}"))),
     }
-}
-
-fn stop(s: &mut ExportStatus, reason: &str) {
-    s.state = "stopped".into();
-    s.last_error = Some(reason.to_string());
-}
-
-async fn pause(
-    status: &ExportStatusHandle,
-    stream: &str,
-    export: &str,
-    reason: &str,
-    shutdown: &mut (impl Future<Output = ()> + Unpin),
-) {
-    tracing::error!(
-        stream,
-        export,
-        error = reason,
-        "sink refused a batch for good; export paused (on_permanent_error = pause)"
-    );
-    {
-        let mut s = lock(status);
-        s.state = "paused".into();
-        s.last_error = Some(reason.to_string());
-    }
-    shutdown.await;
 }
 
 /// The checkpoint, else `start_sequence_number`, else the oldest record stored.
@@ -308,11 +167,21 @@ fn start_position(
     }
 }
 
-/// Stores the checkpoint (one SQLite transaction: a WAL append, not fsynced). A failure is
-/// logged and retried by the next commit; until then a restart resends from the older one.
+/// Stores the checkpoint (one SQLite transaction: a WAL append, not fsynced) on the blocking
+/// pool, so that a busy catalog never stalls the runtime. The caller awaits it before the next
+/// one, so commits never overtake each other. A failure is logged and made good by the next
+/// commit; until then a restart resends from the older checkpoint.
 async fn commit(manager: &Arc<StreamManager>, stream: &str, export: &str, next: u64) {
-    // A WAL append without fsync (synchronous=NORMAL): short enough to run in place.
-    if let Err(e) = manager.with_catalog(stream, |c, id| c.set_checkpoint(id, export, next)) {
+    let (m, s, e) = (manager.clone(), stream.to_owned(), export.to_owned());
+    let stored = tokio::task::spawn_blocking(move || {
+        m.with_catalog(&s, |c, id| c.set_checkpoint(id, &e, next))
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Internal(format!("checkpoint commit failed: {e}"))));
+    if let Err(e) = stored {
         tracing::error!(stream, export, error = %e, "could not store the export checkpoint");
     }
 }
+
+#[cfg(test)]
+mod tests;
