@@ -57,7 +57,7 @@ pub async fn run_export(
     set(&|s| {
         s.stream = stream_name.clone();
         s.identifier = def.identifier.clone();
-        s.kind = def.kind.clone();
+        s.kind = def.kind.name().to_string();
         s.priority = def.priority;
         s.state = if def.disabled { "disabled" } else { "starting" }.into();
     });
