@@ -67,7 +67,7 @@ impl Exports {
             let stop = self.shutdown.child_token();
             match sinks::build(&def, &key.0, &self.env) {
                 Ok(sink) => {
-                    tracing::info!(stream = %key.0, export = %key.1, kind = %def.kind, priority = def.priority, "export started");
+                    tracing::info!(stream = %key.0, export = %key.1, kind = def.kind.name(), priority = def.priority, "export started");
                     let fut = run_export(
                         self.manager.clone(),
                         key.0.clone(),
@@ -85,10 +85,10 @@ impl Exports {
                     *s = ExportStatus {
                         stream: key.0.clone(),
                         identifier: key.1.clone(),
-                        kind: def.kind.clone(),
+                        kind: def.kind.name().to_string(),
                         priority: def.priority,
                         state: "stopped".into(),
-                        last_error: Some(reason),
+                        last_error: Some(reason.to_string()),
                         ..Default::default()
                     };
                 }
