@@ -9,7 +9,7 @@ mod sink_settings;
 
 use serde::{Deserialize, Serialize};
 
-pub use aws_settings::{AwsSettings, CredentialsSettings, IotSettings};
+pub use aws_settings::{AwsSettings, CredentialsSettings, IotSettings, REDACTED};
 pub use export::{
     ExportConfigError, ExportDefinition, ExportKind, PermanentErrorPolicy, RawExportDefinition,
     DEFAULT_PRIORITY,
@@ -211,7 +211,8 @@ mod tests {
     #[test]
     fn export_priorities_outside_one_to_ten_are_rejected() {
         let mut def = StreamDefinition::new("s");
-        let mut export = ExportDefinition::new("e", ExportKind::Http(HttpSettings::new("http://x")));
+        let mut export =
+            ExportDefinition::new("e", ExportKind::Http(HttpSettings::new("http://x")));
         export.priority = 11;
         def.exports.push(export);
         assert!(def.validate().unwrap_err().to_string().contains("priority"));

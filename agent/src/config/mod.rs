@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_connectors::mqtt::topic::validate_filter;
 use ferry_connectors::mqtt::{BrokerConfig, Route};
-use ferry_connectors::sinks::{self, SinkEnv};
-use ferry_stream_manager::definition::{ExportDefinition, RawExportDefinition};
+use ferry_connectors::sinks::SinkEnv;
 use ferry_stream_manager::StreamDefinition;
 use serde::Deserialize;
 
@@ -247,26 +246,11 @@ impl AgentConfig {
         );
         let keyed = |(key, reason): (String, String)| fail(format!("key `{key}`: {reason}"));
         let built = builder.build().map_err(|e| fail(e.to_string()))?;
-        check_export_definitions(&built).map_err(keyed)?;
-        let cfg: AgentConfig = built
-            .try_deserialize()
-            .map_err(|e| fail(e.to_string()))?;
+        exports::check_definitions(&built).map_err(keyed)?;
+        let cfg: AgentConfig = built.try_deserialize().map_err(|e| fail(e.to_string()))?;
         let cfg = cfg.resolve().map_err(keyed)?;
-        cfg.check_sinks(&SinkEnv::from_vars(env.clone()))
-            .map_err(keyed)?;
+        exports::check_sinks(&cfg.streams, &SinkEnv::from_vars(env.clone())).map_err(keyed)?;
         Ok(cfg)
-    }
-
-    /// Whether every export could start in this environment (region, credentials, certificate
-    /// files), so a broken one is refused before anything starts.
-    pub fn check_sinks(&self, env: &SinkEnv) -> Result<(), (String, String)> {
-        for (i, s) in self.streams.iter().enumerate() {
-            for (j, e) in s.exports.iter().enumerate() {
-                sinks::check(e, &s.name, env)
-                    .map_err(|err| (format!("streams[{i}].exports[{j}].{}", err.key), err.reason))?;
-            }
-        }
-        Ok(())
     }
 
     /// Fills in what the defaults imply and checks every section.
@@ -330,12 +314,9 @@ impl AgentConfig {
                 "must be at least 100".into(),
             ));
         }
+        exports::validate(&self.streams)?;
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.streams.iter().enumerate() {
-            for (j, e) in s.exports.iter().enumerate() {
-                e.validate()
-                    .map_err(|err| (format!("streams[{i}].exports[{j}].{}", err.key), err.reason))?;
-            }
             s.validate()
                 .map_err(|e| (format!("streams[{i}]"), e.to_string()))?;
             if !names.insert(s.name.as_str()) {
@@ -391,27 +372,6 @@ impl AgentConfig {
     }
 }
 
-/// Converts each export of the file on its own first, so an error names the setting
-/// (`streams[0].exports[1].settings.url`); deserializing the whole document would only say
-/// which export. An export that does not even parse as one is left to that deserialization,
-/// whose error names the key.
-fn check_export_definitions(built: &config::Config) -> Result<(), (String, String)> {
-    #[derive(Deserialize)]
-    struct StreamExports {
-        #[serde(default)]
-        exports: Vec<RawExportDefinition>,
-    }
-    let Ok(streams) = built.get::<Vec<StreamExports>>("streams") else {
-        return Ok(());
-    };
-    for (i, s) in streams.into_iter().enumerate() {
-        for (j, raw) in s.exports.into_iter().enumerate() {
-            ExportDefinition::try_from(raw)
-                .map_err(|e| (format!("streams[{i}].exports[{j}].{}", e.key), e.reason))?;
-        }
-    }
-    Ok(())
-}
-
+mod exports;
 #[cfg(test)]
 mod tests;

@@ -162,7 +162,9 @@ fn a_kinesis_export_without_a_stream_name_is_refused_naming_the_key() {
     .unwrap_err()
     .to_string();
     assert!(
-        msg.contains("key `streams[0].exports[0].settings.stream_name`: required setting is missing"),
+        msg.contains(
+            "key `streams[0].exports[0].settings.stream_name`: required setting is missing"
+        ),
         "{msg}"
     );
 }

@@ -22,7 +22,10 @@ pub struct FirehoseSink {
 }
 
 impl FirehoseSink {
-    pub fn new(settings: &FirehoseSettings, env: &SinkEnv) -> Result<FirehoseSink, SinkConfigError> {
+    pub fn new(
+        settings: &FirehoseSettings,
+        env: &SinkEnv,
+    ) -> Result<FirehoseSink, SinkConfigError> {
         settings.validate().map_err(|e| e.within("settings"))?;
         Ok(FirehoseSink {
             client: AwsClient::new(&settings.aws, "firehose", env)?,

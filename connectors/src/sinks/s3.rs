@@ -57,7 +57,11 @@ pub fn render_prefix(template: &str, stream: &str, ms: i64) -> String {
 }
 
 impl S3Sink {
-    pub fn new(settings: &S3Settings, stream: &str, env: &SinkEnv) -> Result<S3Sink, SinkConfigError> {
+    pub fn new(
+        settings: &S3Settings,
+        stream: &str,
+        env: &SinkEnv,
+    ) -> Result<S3Sink, SinkConfigError> {
         settings.validate().map_err(|e| e.within("settings"))?;
         Ok(S3Sink {
             // Without an endpoint: https://s3.{region}.amazonaws.com, path-style.

@@ -27,11 +27,17 @@ fn with_keys(mut s: KinesisSettings) -> KinesisSettings {
 
 #[test]
 fn an_aws_export_without_a_region_anywhere_is_refused_naming_settings_region() {
-    let def = ExportDefinition::new("k", ExportKind::Kinesis(with_keys(KinesisSettings::new("s"))));
+    let def = ExportDefinition::new(
+        "k",
+        ExportKind::Kinesis(with_keys(KinesisSettings::new("s"))),
+    );
     let e = check(&def, "stream", &env(&[])).unwrap_err();
     assert_eq!(e.key, "settings.region");
     assert!(e.reason.contains("AWS_REGION"), "{e}");
-    assert_eq!(check(&def, "stream", &env(&[("AWS_REGION", "eu-west-1")])), Ok(()));
+    assert_eq!(
+        check(&def, "stream", &env(&[("AWS_REGION", "eu-west-1")])),
+        Ok(())
+    );
     assert_eq!(
         check(&def, "stream", &env(&[("AWS_DEFAULT_REGION", "eu-west-1")])),
         Ok(())
@@ -79,7 +85,10 @@ fn a_definition_built_in_code_is_validated_as_well() {
     let mut def = ExportDefinition::new("h", ExportKind::Http(HttpSettings::new("http://x")));
     assert_eq!(check(&def, "stream", &env(&[])), Ok(()));
     def.priority = 0;
-    assert_eq!(check(&def, "stream", &env(&[])).unwrap_err().key, "priority");
+    assert_eq!(
+        check(&def, "stream", &env(&[])).unwrap_err().key,
+        "priority"
+    );
     let mut headers = HttpSettings::new("http://x");
     headers.headers.insert("x-ok".into(), "line\nbreak".into());
     let def = ExportDefinition::new("h", ExportKind::Http(headers));

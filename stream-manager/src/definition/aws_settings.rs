@@ -37,7 +37,8 @@ impl AwsSettings {
             ));
         }
         if let Some(endpoint) = &self.endpoint {
-            check_http_url(endpoint).map_err(|reason| ExportConfigError::new("endpoint", reason))?;
+            check_http_url(endpoint)
+                .map_err(|reason| ExportConfigError::new("endpoint", reason))?;
         }
         if let Some(c) = &self.credentials {
             c.validate().map_err(|e| e.within("credentials"))?;
@@ -118,7 +119,10 @@ pub struct IotSettings {
 
 impl IotSettings {
     pub fn validate(&self) -> Result<(), ExportConfigError> {
-        for (key, value) in [("endpoint", &self.endpoint), ("role_alias", &self.role_alias)] {
+        for (key, value) in [
+            ("endpoint", &self.endpoint),
+            ("role_alias", &self.role_alias),
+        ] {
             if value.trim().is_empty() {
                 return Err(ExportConfigError::new(key, "must not be empty"));
             }

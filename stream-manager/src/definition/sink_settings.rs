@@ -97,8 +97,11 @@ impl HttpSettings {
 /// Header values can be tokens or passwords: Debug shows the header names only.
 impl fmt::Debug for HttpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: BTreeMap<&str, &str> =
-            self.headers.keys().map(|k| (k.as_str(), REDACTED)).collect();
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), REDACTED))
+            .collect();
         f.debug_struct("HttpSettings")
             .field("url", &self.url)
             .field("format", &self.format)

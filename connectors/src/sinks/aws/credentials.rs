@@ -64,13 +64,10 @@ impl CredentialsError {
     /// The setting at fault, relative to the export.
     pub fn key(&self) -> &'static str {
         match self {
-            CredentialsError::UnreadableFile { key, .. } | CredentialsError::NoProfile { key, .. } => {
-                key
-            }
+            CredentialsError::UnreadableFile { key, .. }
+            | CredentialsError::NoProfile { key, .. } => key,
             CredentialsError::Iot(e) => e.key(),
-            CredentialsError::IncompleteKeys | CredentialsError::NoSource => {
-                "settings.credentials"
-            }
+            CredentialsError::IncompleteKeys | CredentialsError::NoSource => "settings.credentials",
         }
     }
 }
@@ -95,7 +92,10 @@ impl fmt::Debug for Keys {
         f.debug_struct("Keys")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &redacted)
-            .field("session_token", &self.session_token.as_ref().map(|_| redacted))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| redacted),
+            )
             .finish()
     }
 }

@@ -77,18 +77,22 @@ impl IotProvider {
         };
         let mut pem = read("settings.credentials.iot.cert_file", &settings.cert_file)?;
         pem.push(b'\n');
-        pem.extend(read("settings.credentials.iot.key_file", &settings.key_file)?);
+        pem.extend(read(
+            "settings.credentials.iot.key_file",
+            &settings.key_file,
+        )?);
         let identity = reqwest::Identity::from_pem(&pem).map_err(IotError::Identity)?;
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .identity(identity)
             .timeout(Duration::from_secs(30));
         if let Some(ca) = &settings.ca_file {
-            let cert = reqwest::Certificate::from_pem(&read("settings.credentials.iot.ca_file", ca)?)
-                .map_err(|source| IotError::Ca {
-                    path: ca.clone(),
-                    source,
-                })?;
+            let cert =
+                reqwest::Certificate::from_pem(&read("settings.credentials.iot.ca_file", ca)?)
+                    .map_err(|source| IotError::Ca {
+                        path: ca.clone(),
+                        source,
+                    })?;
             builder = builder
                 .tls_built_in_root_certs(false)
                 .add_root_certificate(cert);

@@ -327,8 +327,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(per_record_failures("PutRecords", 1, &[ok.clone()]), Ok(()));
-        let invalid = serde_json::json!({"ErrorCode": "InvalidArgumentException", "ErrorMessage": "no"});
+        assert_eq!(per_record_failures("PutRecords", 1, &results[..1]), Ok(()));
+        let invalid =
+            serde_json::json!({"ErrorCode": "InvalidArgumentException", "ErrorMessage": "no"});
         assert!(matches!(
             per_record_failures("PutRecordBatch", 2, &[ok, invalid]),
             Err(SinkError::Permanent { .. })

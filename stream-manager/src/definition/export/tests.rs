@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::*;
 use crate::definition::{
-    check_http_url, AwsSettings, CredentialsSettings, HttpFormat, PartitionKey, S3Format, MIN_S3_PART_SIZE_BYTES,
+    check_http_url, AwsSettings, CredentialsSettings, HttpFormat, PartitionKey, S3Format,
+    MIN_S3_PART_SIZE_BYTES,
 };
 
 fn parse(v: serde_json::Value) -> Result<ExportDefinition, ExportConfigError> {
@@ -69,21 +70,96 @@ fn an_unknown_kind_is_refused_naming_the_kinds_there_are() {
 #[test]
 fn each_broken_setting_is_refused_naming_its_key() {
     let cases = [
-        ("kinesis", json!({"region": "x"}), "settings.stream_name", "required"),
-        ("http", json!({"url": "http://x", "verb": "PUT"}), "settings.verb", "unknown setting"),
-        ("kinesis", json!({"stream_name": "s", "regoin": "x"}), "settings.regoin", "unknown"),
-        ("http", json!({"url": "ftp://x"}), "settings.url", "http or https"),
-        ("http", json!({"url": "http://"}), "settings.url", "with a host"),
-        ("http", json!({"url": "http://x", "timeout_ms": "soon"}), "settings.timeout_ms", "u64"),
-        ("http", json!({"url": "http://x", "format": "xml"}), "settings.format", "xml"),
-        ("http", json!({"url": "http://x", "headers": {"bad name": "v"}}), "settings.headers.bad name", "header name"),
-        ("http", json!({"url": "http://x", "max_batch_records": 0}), "settings.max_batch_records", "greater than 0"),
-        ("kinesis", json!({"stream_name": "s", "partition_key": "hash"}), "settings.partition_key", "hash"),
-        ("kinesis", json!({"stream_name": "s", "partition_key": "fixed"}), "settings.partition_key_value", "fixed"),
-        ("kinesis", json!({"stream_name": "s", "endpoint": "localhost:5000"}), "settings.endpoint", "http or https"),
-        ("firehose", json!({"delivery_stream_name": ""}), "settings.delivery_stream_name", "empty"),
-        ("s3", json!({"bucket": "b", "part_size_bytes": 1024}), "settings.part_size_bytes", "S3's minimum"),
-        ("s3", json!({"bucket": "b", "credentials": {"access_key_id": "A"}}), "settings.credentials.secret_access_key", "go together"),
+        (
+            "kinesis",
+            json!({"region": "x"}),
+            "settings.stream_name",
+            "required",
+        ),
+        (
+            "http",
+            json!({"url": "http://x", "verb": "PUT"}),
+            "settings.verb",
+            "unknown setting",
+        ),
+        (
+            "kinesis",
+            json!({"stream_name": "s", "regoin": "x"}),
+            "settings.regoin",
+            "unknown",
+        ),
+        (
+            "http",
+            json!({"url": "ftp://x"}),
+            "settings.url",
+            "http or https",
+        ),
+        (
+            "http",
+            json!({"url": "http://"}),
+            "settings.url",
+            "with a host",
+        ),
+        (
+            "http",
+            json!({"url": "http://x", "timeout_ms": "soon"}),
+            "settings.timeout_ms",
+            "u64",
+        ),
+        (
+            "http",
+            json!({"url": "http://x", "format": "xml"}),
+            "settings.format",
+            "xml",
+        ),
+        (
+            "http",
+            json!({"url": "http://x", "headers": {"bad name": "v"}}),
+            "settings.headers.bad name",
+            "header name",
+        ),
+        (
+            "http",
+            json!({"url": "http://x", "max_batch_records": 0}),
+            "settings.max_batch_records",
+            "greater than 0",
+        ),
+        (
+            "kinesis",
+            json!({"stream_name": "s", "partition_key": "hash"}),
+            "settings.partition_key",
+            "hash",
+        ),
+        (
+            "kinesis",
+            json!({"stream_name": "s", "partition_key": "fixed"}),
+            "settings.partition_key_value",
+            "fixed",
+        ),
+        (
+            "kinesis",
+            json!({"stream_name": "s", "endpoint": "localhost:5000"}),
+            "settings.endpoint",
+            "http or https",
+        ),
+        (
+            "firehose",
+            json!({"delivery_stream_name": ""}),
+            "settings.delivery_stream_name",
+            "empty",
+        ),
+        (
+            "s3",
+            json!({"bucket": "b", "part_size_bytes": 1024}),
+            "settings.part_size_bytes",
+            "S3's minimum",
+        ),
+        (
+            "s3",
+            json!({"bucket": "b", "credentials": {"access_key_id": "A"}}),
+            "settings.credentials.secret_access_key",
+            "go together",
+        ),
     ];
     for (kind, settings, key, reason) in cases {
         let e = error_of(kind, settings.clone());
@@ -94,8 +170,10 @@ fn each_broken_setting_is_refused_naming_its_key() {
 
 #[test]
 fn definition_level_limits_are_checked_too() {
-    let e = parse(json!({"identifier": "e", "kind": "http", "settings": {"url": "http://x"},
-                         "batch_size": 0}))
+    let e = parse(
+        json!({"identifier": "e", "kind": "http", "settings": {"url": "http://x"},
+                         "batch_size": 0}),
+    )
     .unwrap_err();
     assert_eq!(e.key, "batch_size");
     let e = parse(json!({"identifier": "", "kind": "http", "settings": {"url": "http://x"}}))
@@ -110,7 +188,10 @@ fn a_definition_that_does_not_convert_does_not_deserialize() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("settings.url") && err.contains("gopher"), "{err}");
+    assert!(
+        err.contains("settings.url") && err.contains("gopher"),
+        "{err}"
+    );
 }
 
 #[test]
