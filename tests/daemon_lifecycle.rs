@@ -143,6 +143,30 @@ fn config_check_names_the_file_and_the_key_of_an_error() {
 }
 
 #[test]
+fn config_check_refuses_a_broken_export_naming_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("export.toml");
+    std::fs::write(
+        &bad,
+        "[[streams]]\nname = \"s\"\n[[streams.exports]]\nidentifier = \"h\"\nkind = \"http\"\nsettings = { url = \"ftp://example.com/in\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("export.toml")
+            && err.contains("key `streams[0].exports[0].settings.url`")
+            && err.contains("http or https"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_second_daemon_on_the_same_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let first = Ferry::spawn(&["run"], dir.path(), &[embedded_env(free_port())]);

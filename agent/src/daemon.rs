@@ -117,10 +117,7 @@ fn start_processing(
     ingest: &Ingest,
 ) -> Arc<Service> {
     // Sinks get the environment (AWS credentials, region) as data: libraries do not read it.
-    let sink_env = SinkEnv {
-        vars: std::env::vars().collect(),
-        home: std::env::var_os("HOME").map(std::path::PathBuf::from),
-    };
+    let sink_env = SinkEnv::from_vars(std::env::vars().collect());
     let exports = Exports::new(
         manager.clone(),
         sink_env.clone(),

@@ -115,14 +115,14 @@ impl Exports {
         *lock(status) = ExportStatus {
             stream: stream.to_string(),
             identifier: def.identifier.clone(),
-            kind: def.kind.clone(),
+            kind: def.kind.name().to_string(),
             priority: def.priority,
             state: ExportState::Starting,
             ..Default::default()
         };
         match sinks::build(def, stream, &self.env) {
             Ok(sink) => {
-                tracing::info!(stream, export = %def.identifier, kind = %def.kind, priority = def.priority, "export started");
+                tracing::info!(stream, export = %def.identifier, kind = def.kind.name(), priority = def.priority, "export started");
                 self.tasks.spawn(run_export(
                     self.manager.clone(),
                     stream.to_string(),
@@ -137,7 +137,7 @@ impl Exports {
                 tracing::error!(stream, export = %def.identifier, error = %reason, "export cannot start");
                 let mut s = lock(status);
                 s.state = ExportState::Stopped;
-                s.last_error = Some(reason);
+                s.last_error = Some(reason.to_string());
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Ferry's connectors: the MQTT source, cloud sinks and the Docker deployer. They reach streams
-//! only through the stream manager's public API and never touch its storage.
+//! Ferry's connectors: the MQTT source (ingestion from brokers into streams) and the export
+//! sinks (HTTP, Kinesis Data Streams, Firehose, S3). They reach streams only through the stream
+//! manager's public API and never touch its storage.
 
 pub use ferry_stream_manager::backoff;
 pub mod json;

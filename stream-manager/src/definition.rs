@@ -2,7 +2,22 @@
 //! Definitions are stored as JSON in the catalog, so every field has a serde default and
 //! unknown fields are rejected (a typo in a config file must not silently become a default).
 
+mod aws_settings;
+mod export;
+mod keyed_settings;
+mod sink_settings;
+
 use serde::{Deserialize, Serialize};
+
+pub use aws_settings::{AwsSettings, CredentialsSettings, IotSettings, REDACTED};
+pub use export::{
+    ExportConfigError, ExportDefinition, ExportKind, PermanentErrorPolicy, RawExportDefinition,
+    DEFAULT_PRIORITY,
+};
+pub use sink_settings::{
+    check_http_url, FirehoseSettings, HttpFormat, HttpSettings, KinesisSettings, PartitionKey,
+    S3Format, S3Settings, MIN_S3_PART_SIZE_BYTES,
+};
 
 use crate::error::{Error, Result};
 
@@ -31,49 +46,6 @@ pub enum StrategyOnFull {
     RejectNewData,
     /// Drop the oldest data (whole segments on disk) to make room.
     OverwriteOldestData,
-}
-
-/// Where and how a stream is exported. Stored with the stream; the exporter interprets it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportDefinition {
-    /// Unique within the stream; names the export's checkpoint.
-    pub identifier: String,
-    /// Sink kind: `kinesis`, `firehose`, `s3` or `http`.
-    pub kind: String,
-    /// Sink-specific settings, validated by the sink.
-    #[serde(default)]
-    pub settings: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    pub batch_size: Option<u32>,
-    #[serde(default)]
-    pub batch_bytes: Option<u64>,
-    #[serde(default)]
-    pub batch_interval_ms: Option<u64>,
-    /// 1 is the highest priority, 10 the lowest.
-    #[serde(default = "default_priority")]
-    pub priority: u8,
-    #[serde(default)]
-    pub start_sequence_number: Option<u64>,
-    #[serde(default)]
-    pub disabled: bool,
-    /// What a permanent sink error (one retrying cannot fix) does to the export.
-    #[serde(default)]
-    pub on_permanent_error: PermanentErrorPolicy,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum PermanentErrorPolicy {
-    /// Stop the export and say so in its status; the checkpoint stays before the batch.
-    #[default]
-    Pause,
-    /// Skip the refused batch (counted as dropped) and go on.
-    Skip,
-}
-
-fn default_priority() -> u8 {
-    10
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,12 +144,9 @@ impl StreamDefinition {
                     export.identifier
                 ));
             }
-            if !(1..=10).contains(&export.priority) {
-                return bad(format!(
-                    "export {:?}: priority is {} but must be 1 (highest) to 10 (lowest)",
-                    export.identifier, export.priority
-                ));
-            }
+            export
+                .validate()
+                .or_else(|e| bad(format!("export {:?}: {e}", export.identifier)))?;
         }
         Ok(())
     }
@@ -242,9 +211,14 @@ mod tests {
     #[test]
     fn export_priorities_outside_one_to_ten_are_rejected() {
         let mut def = StreamDefinition::new("s");
-        def.exports.push(
-            serde_json::from_str(r#"{"identifier":"e","kind":"http","priority":11}"#).unwrap(),
-        );
+        let mut export =
+            ExportDefinition::new("e", ExportKind::Http(HttpSettings::new("http://x")));
+        export.priority = 11;
+        def.exports.push(export);
         assert!(def.validate().unwrap_err().to_string().contains("priority"));
+        let parsed = serde_json::from_str::<ExportDefinition>(
+            r#"{"identifier":"e","kind":"http","settings":{"url":"http://x"},"priority":11}"#,
+        );
+        assert!(parsed.unwrap_err().to_string().contains("priority"));
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_connectors::mqtt::topic::validate_filter;
 use ferry_connectors::mqtt::{BrokerConfig, Route};
+use ferry_connectors::sinks::SinkEnv;
 use ferry_stream_manager::StreamDefinition;
 use serde::Deserialize;
 
@@ -243,12 +244,13 @@ impl AgentConfig {
                 .separator("__")
                 .source(Some(overrides)),
         );
-        let cfg: AgentConfig = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| fail(e.to_string()))?;
-        cfg.resolve()
-            .map_err(|(key, reason)| fail(format!("key `{key}`: {reason}")))
+        let keyed = |(key, reason): (String, String)| fail(format!("key `{key}`: {reason}"));
+        let built = builder.build().map_err(|e| fail(e.to_string()))?;
+        exports::check_definitions(&built).map_err(keyed)?;
+        let cfg: AgentConfig = built.try_deserialize().map_err(|e| fail(e.to_string()))?;
+        let cfg = cfg.resolve().map_err(keyed)?;
+        exports::check_sinks(&cfg.streams, &SinkEnv::from_vars(env.clone())).map_err(keyed)?;
+        Ok(cfg)
     }
 
     /// Fills in what the defaults imply and checks every section.
@@ -312,6 +314,7 @@ impl AgentConfig {
                 "must be at least 100".into(),
             ));
         }
+        exports::validate(&self.streams)?;
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.streams.iter().enumerate() {
             s.validate()
@@ -369,5 +372,6 @@ impl AgentConfig {
     }
 }
 
+mod exports;
 #[cfg(test)]
 mod tests;

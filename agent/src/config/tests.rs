@@ -125,3 +125,133 @@ fn environment_variables_override_the_file() {
         .to_string();
     assert!(msg.contains("no_such_key"), "{msg}");
 }
+
+/// One stream with the given `[[streams.exports]]` tables.
+fn with_exports(exports: &str) -> String {
+    format!("[[streams]]\nname = \"s\"\n{exports}")
+}
+
+const HTTP_EXPORT: &str =
+    "[[streams.exports]]\nidentifier = \"ok\"\nkind = \"http\"\nsettings = { url = \"http://127.0.0.1:9/\" }\n";
+
+#[test]
+fn an_export_of_an_unknown_kind_is_refused_naming_the_key() {
+    let msg = load_str(
+        &with_exports(&format!(
+            "{HTTP_EXPORT}[[streams.exports]]\nidentifier = \"f\"\nkind = \"ftp\"\n"
+        )),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("ferry.toml")
+            && msg.contains("key `streams[0].exports[1].kind`: unknown export kind \"ftp\" (expected http, kinesis, firehose or s3)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_kinesis_export_without_a_stream_name_is_refused_naming_the_key() {
+    let msg = load_str(
+        &with_exports(
+            "[[streams.exports]]\nidentifier = \"k\"\nkind = \"kinesis\"\nsettings = { region = \"eu-west-1\" }\n",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains(
+            "key `streams[0].exports[0].settings.stream_name`: required setting is missing"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_export_with_a_bad_url_is_refused_naming_the_key() {
+    let msg = load_str(
+        &with_exports(
+            "[[streams.exports]]\nidentifier = \"h\"\nkind = \"http\"\nsettings = { url = \"ftp://example.com/in\" }\n",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("key `streams[0].exports[0].settings.url`") && msg.contains("http or https"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_unknown_export_setting_is_refused_naming_the_key() {
+    let msg = load_str(
+        &with_exports(
+            "[[streams.exports]]\nidentifier = \"h\"\nkind = \"http\"\nsettings = { url = \"http://x/\", verb = \"PUT\" }\n",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("key `streams[0].exports[0].settings.verb`: unknown setting"),
+        "{msg}"
+    );
+    // A misspelled key of the export itself is refused by the deserialization, which names it
+    // (the config crate writes the path as `streams[0]exports[0]`).
+    let msg = load_str(
+        &with_exports(
+            "[[streams.exports]]\nidentifier = \"h\"\nkind = \"http\"\nsetings = { url = \"http://x/\" }\n",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("unknown field `setings`") && msg.contains("exports[0]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_aws_export_needs_a_region_from_its_settings_or_the_environment() {
+    let toml = with_exports(
+        "[[streams.exports]]\nidentifier = \"f\"\nkind = \"firehose\"\nsettings = { delivery_stream_name = \"d\", credentials = { access_key_id = \"A\", secret_access_key = \"S\" } }\n",
+    );
+    let msg = load_str(&toml, &[]).unwrap_err().to_string();
+    assert!(
+        msg.contains("key `streams[0].exports[0].settings.region`") && msg.contains("AWS_REGION"),
+        "{msg}"
+    );
+    let cfg = load_str(&toml, &[("AWS_REGION", "eu-central-1")]).unwrap();
+    assert_eq!(cfg.streams[0].exports[0].kind.name(), "firehose");
+}
+
+#[test]
+fn an_unreadable_credentials_file_is_refused_naming_the_key() {
+    let msg = load_str(
+        &with_exports(
+            "[[streams.exports]]\nidentifier = \"o\"\nkind = \"s3\"\nsettings = { bucket = \"b\", region = \"eu-west-1\", credentials = { credentials_file = \"/nonexistent/aws-credentials\" } }\n",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("key `streams[0].exports[0].settings.credentials.credentials_file`")
+            && msg.contains("/nonexistent/aws-credentials"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_valid_export_loads_typed() {
+    let cfg = load_str(&with_exports(HTTP_EXPORT), &[]).unwrap();
+    let export = &cfg.streams[0].exports[0];
+    assert_eq!(export.kind.name(), "http");
+    assert!(
+        matches!(&export.kind, ferry_stream_manager::definition::ExportKind::Http(h) if h.url == "http://127.0.0.1:9/")
+    );
+}

@@ -152,13 +152,15 @@ impl Service {
         }
     }
 
-    /// Refuses a definition whose exports could not start, naming the export and the key.
+    /// Refuses a definition whose exports could not start (a region missing from the settings
+    /// and the environment, an unreadable credentials or certificate file), naming the export
+    /// and the key. What needs no environment was already refused when the definition parsed.
     fn check_exports(&self, def: &StreamDefinition) -> Result<(), Error> {
         for (i, e) in def.exports.iter().enumerate() {
-            if let Err(reason) = ferry_connectors::sinks::build(e, &def.name, &self.sink_env) {
+            if let Err(err) = ferry_connectors::sinks::check(e, &def.name, &self.sink_env) {
                 return Err(Error::InvalidDefinition(format!(
-                    "stream {:?}: exports[{i}] ({:?}): {reason}",
-                    def.name, e.identifier
+                    "stream {:?}: exports[{i}].{}: {}",
+                    def.name, err.key, err.reason
                 )));
             }
         }

@@ -8,54 +8,15 @@
 //! `timeout_ms` (30000), `max_batch_records` (500), `max_batch_bytes` (5 MiB),
 //! `max_record_bytes` (1 MiB).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ferry_stream_manager::definition::{HttpFormat, HttpSettings};
 use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkError, SinkLimits};
 use ferry_stream_manager::Record;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use serde::Deserialize;
 
+use super::SinkConfigError;
 use crate::json::write_export_json;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    #[default]
-    Ndjson,
-    JsonArray,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSettings {
-    pub url: String,
-    #[serde(default)]
-    pub format: Format,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    #[serde(default = "default_records")]
-    pub max_batch_records: usize,
-    #[serde(default = "default_bytes")]
-    pub max_batch_bytes: u64,
-    #[serde(default = "default_record_bytes")]
-    pub max_record_bytes: u64,
-}
-
-fn default_timeout() -> u64 {
-    30_000
-}
-fn default_records() -> usize {
-    500
-}
-fn default_bytes() -> u64 {
-    5 * 1024 * 1024
-}
-fn default_record_bytes() -> u64 {
-    1024 * 1024
-}
 
 pub struct HttpSink {
     settings: HttpSettings,
@@ -63,35 +24,31 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn from_settings(
-        settings: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<HttpSink, String> {
-        let s: HttpSettings = serde_json::from_value(serde_json::Value::Object(settings.clone()))
-            .map_err(|e| format!("http sink settings: {e}"))?;
+    pub fn new(settings: &HttpSettings) -> Result<HttpSink, SinkConfigError> {
+        settings.validate().map_err(|e| e.within("settings"))?;
+        let s = settings.clone();
         let url = reqwest::Url::parse(&s.url)
-            .map_err(|e| format!("http sink settings: url {:?}: {e}", s.url))?;
+            .map_err(|e| SinkConfigError::new("settings.url", format!("{:?}: {e}", s.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "http sink settings: url {:?} must be http or https",
-                s.url
+            return Err(SinkConfigError::new(
+                "settings.url",
+                format!("{:?} must be http or https", s.url),
             ));
-        }
-        if s.max_batch_records == 0 || s.max_batch_bytes == 0 || s.max_record_bytes == 0 {
-            return Err("http sink settings: max_batch_records, max_batch_bytes and max_record_bytes must be > 0".into());
         }
         let mut headers = HeaderMap::new();
         for (k, v) in &s.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| format!("http sink settings: header {k:?}: {e}"))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| format!("http sink settings: header {k:?}: {e}"))?;
+            let bad = |e: &dyn std::fmt::Display| {
+                SinkConfigError::new(format!("settings.headers.{k}"), e.to_string())
+            };
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+            let value = HeaderValue::from_str(v).map_err(|e| bad(&e))?;
             headers.insert(name, value);
         }
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(Duration::from_millis(s.timeout_ms))
             .build()
-            .map_err(|e| format!("http sink: {e}"))?;
+            .map_err(|e| SinkConfigError::new("settings", format!("http sink: {e}")))?;
         Ok(HttpSink {
             settings: s,
             client,
@@ -100,8 +57,8 @@ impl HttpSink {
 
     fn content_type(&self) -> &'static str {
         match self.settings.format {
-            Format::Ndjson => "application/x-ndjson",
-            Format::JsonArray => "application/json",
+            HttpFormat::Ndjson => "application/x-ndjson",
+            HttpFormat::JsonArray => "application/json",
         }
     }
 
@@ -130,7 +87,7 @@ impl HttpSink {
 
     fn body(&self, records: &[Record]) -> (Vec<u8>, &'static str) {
         match self.settings.format {
-            Format::Ndjson => {
+            HttpFormat::Ndjson => {
                 let mut out = Vec::with_capacity(records.len() * 256);
                 for r in records {
                     write_export_json(&mut out, r);
@@ -138,7 +95,7 @@ impl HttpSink {
                 }
                 (out, "application/x-ndjson")
             }
-            Format::JsonArray => {
+            HttpFormat::JsonArray => {
                 let mut out = Vec::with_capacity(records.len() * 256);
                 out.push(b'[');
                 for (i, r) in records.iter().enumerate() {
@@ -248,15 +205,19 @@ mod tests {
 
     #[test]
     fn settings_are_checked() {
-        let bad = serde_json::json!({"url": "ftp://x"});
-        assert!(HttpSink::from_settings(bad.as_object().unwrap())
-            .err()
-            .unwrap()
-            .contains("http or https"));
-        let unknown = serde_json::json!({"url": "http://x", "verb": "PUT"});
-        assert!(HttpSink::from_settings(unknown.as_object().unwrap())
-            .err()
-            .unwrap()
-            .contains("verb"));
+        let bad = HttpSettings::new("ftp://x");
+        let e = HttpSink::new(&bad).err().unwrap();
+        assert_eq!(e.key, "settings.url");
+        assert!(e.reason.contains("http or https"), "{e}");
+        let unknown = serde_json::json!({"identifier": "e", "kind": "http",
+            "settings": {"url": "http://x", "verb": "PUT"}});
+        let e = serde_json::from_value::<ferry_stream_manager::ExportDefinition>(unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("verb"), "{e}");
+        let mut zero = HttpSettings::new("http://x");
+        zero.max_record_bytes = 0;
+        let e = HttpSink::new(&zero).err().unwrap();
+        assert_eq!(e.key, "settings.max_record_bytes");
     }
 }

@@ -14,56 +14,13 @@
 
 use std::io::Write;
 
+use ferry_stream_manager::definition::{S3Format, S3Settings};
 use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkError, SinkLimits};
 use ferry_stream_manager::Record;
 use reqwest::Method;
-use serde::Deserialize;
-use serde_json::Value;
 
-use super::aws::{classify_error, AwsClient, AwsSettings, SinkEnv};
-
-const MIN_PART: u64 = 5 * 1024 * 1024;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct S3Settings {
-    bucket: String,
-    #[serde(default = "default_prefix")]
-    key_prefix: String,
-    #[serde(default = "default_format")]
-    format: String,
-    #[serde(default)]
-    gzip: bool,
-    #[serde(default = "default_records")]
-    max_batch_records: usize,
-    #[serde(default = "default_bytes")]
-    max_batch_bytes: u64,
-    #[serde(default = "default_threshold")]
-    multipart_threshold_bytes: u64,
-    #[serde(default = "default_part")]
-    part_size_bytes: u64,
-    #[serde(flatten)]
-    aws: AwsSettings,
-}
-
-fn default_prefix() -> String {
-    "ferry/{stream}/{yyyy}/{MM}/{dd}/{HH}/".into()
-}
-fn default_format() -> String {
-    "newline".into()
-}
-fn default_records() -> usize {
-    10_000
-}
-fn default_bytes() -> u64 {
-    16 * 1024 * 1024
-}
-fn default_threshold() -> u64 {
-    8 * 1024 * 1024
-}
-fn default_part() -> u64 {
-    MIN_PART
-}
+use super::aws::{classify_error, AwsClient, SinkEnv};
+use super::SinkConfigError;
 
 pub struct S3Sink {
     client: AwsClient,
@@ -100,36 +57,16 @@ pub fn render_prefix(template: &str, stream: &str, ms: i64) -> String {
 }
 
 impl S3Sink {
-    pub fn from_settings(
-        settings: &serde_json::Map<String, Value>,
+    pub fn new(
+        settings: &S3Settings,
         stream: &str,
         env: &SinkEnv,
-    ) -> Result<S3Sink, String> {
-        let mut s: S3Settings = serde_json::from_value(Value::Object(settings.clone()))
-            .map_err(|e| format!("s3 sink settings: {e}"))?;
-        if !matches!(s.format.as_str(), "newline" | "raw") {
-            return Err(format!(
-                "s3 sink settings: format {:?} is not newline or raw",
-                s.format
-            ));
-        }
-        if s.part_size_bytes < MIN_PART {
-            return Err(format!(
-                "s3 sink settings: part_size_bytes must be at least {MIN_PART} (S3's minimum)"
-            ));
-        }
-        if s.aws.endpoint.is_none() {
-            let region = s
-                .aws
-                .region
-                .clone()
-                .or_else(|| env.var("AWS_REGION"))
-                .unwrap_or_default();
-            s.aws.endpoint = Some(format!("https://s3.{region}.amazonaws.com"));
-        }
+    ) -> Result<S3Sink, SinkConfigError> {
+        settings.validate().map_err(|e| e.within("settings"))?;
         Ok(S3Sink {
-            client: AwsClient::new(&s.aws, "s3", env)?,
-            settings: s,
+            // Without an endpoint: https://s3.{region}.amazonaws.com, path-style.
+            client: AwsClient::new(&settings.aws, "s3", env)?,
+            settings: settings.clone(),
             stream: stream.to_owned(),
         })
     }
@@ -138,17 +75,16 @@ impl S3Sink {
         let mut body = Vec::new();
         for r in records {
             body.extend_from_slice(&r.payload);
-            if self.settings.format == "newline" {
+            if self.settings.format == S3Format::Newline {
                 body.push(b'\n');
             }
         }
         let first = records.first().map_or(0, |r| r.sequence_number);
         let last = records.last().map_or(0, |r| r.sequence_number);
         let ts = records.first().map_or(0, |r| r.timestamp_ms);
-        let ext = if self.settings.format == "newline" {
-            "ndjson"
-        } else {
-            "bin"
+        let ext = match self.settings.format {
+            S3Format::Newline => "ndjson",
+            S3Format::Raw => "bin",
         };
         let mut key = format!(
             "{}{first:020}-{last:020}.{ext}",

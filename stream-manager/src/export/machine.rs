@@ -351,7 +351,7 @@ impl ExportMachine {
 
 /// The export's kind as the status shows it.
 fn kind_name(def: &ExportDefinition) -> String {
-    def.kind.clone()
+    def.kind.name().to_string()
 }
 
 fn payload_bytes(records: &[Record]) -> u64 {

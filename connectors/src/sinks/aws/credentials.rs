@@ -1,13 +1,18 @@
 //! AWS credentials for the sinks: static in the export's settings, from Ferry's environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), or from the shared
-//! credentials file and a profile, or from the AWS IoT credentials provider (see iot.rs). The environment reaches the library as data ([`SinkEnv`]):
-//! libraries do not read it themselves.
+//! credentials file and a profile, or from the AWS IoT credentials provider (see iot.rs). The
+//! environment reaches the library as data ([`SinkEnv`]): libraries do not read it themselves.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use ferry_stream_manager::export::SinkError;
-use serde::Deserialize;
+
+pub use ferry_stream_manager::definition::CredentialsSettings;
+
+use super::iot::{IotError, IotProvider};
+use crate::sinks::SinkConfigError;
 
 /// The process environment and home directory, captured by the binary and handed down.
 #[derive(Debug, Clone, Default)]
@@ -17,36 +22,82 @@ pub struct SinkEnv {
 }
 
 impl SinkEnv {
+    /// The environment `vars`, with the home directory taken from their `HOME`.
+    pub fn from_vars(vars: HashMap<String, String>) -> SinkEnv {
+        let home = vars
+            .get("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        SinkEnv { vars, home }
+    }
+
     pub fn var(&self, k: &str) -> Option<String> {
         self.vars.get(k).filter(|v| !v.is_empty()).cloned()
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialsSettings {
-    #[serde(default)]
-    pub access_key_id: Option<String>,
-    #[serde(default)]
-    pub secret_access_key: Option<String>,
-    #[serde(default)]
-    pub session_token: Option<String>,
-    /// A profile of the shared credentials file.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// The shared credentials file; default `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`.
-    #[serde(default)]
-    pub credentials_file: Option<PathBuf>,
-    /// Temporary credentials from the AWS IoT credentials provider (device certificate).
-    #[serde(default)]
-    pub iot: Option<super::iot::IotSettings>,
+/// Why no credentials could be resolved. [`CredentialsError::key`] names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("credentials: access_key_id and secret_access_key go together")]
+    IncompleteKeys,
+    #[error("credentials: none in settings or environment, and no home directory for ~/.aws/credentials")]
+    NoSource,
+    #[error("credentials: cannot read {}: {source}", path.display())]
+    UnreadableFile {
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credentials: no usable profile [{profile}] in {}", path.display())]
+    NoProfile {
+        key: &'static str,
+        profile: String,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    Iot(#[from] IotError),
 }
 
-#[derive(Debug, Clone)]
+impl CredentialsError {
+    /// The setting at fault, relative to the export.
+    pub fn key(&self) -> &'static str {
+        match self {
+            CredentialsError::UnreadableFile { key, .. }
+            | CredentialsError::NoProfile { key, .. } => key,
+            CredentialsError::Iot(e) => e.key(),
+            CredentialsError::IncompleteKeys | CredentialsError::NoSource => "settings.credentials",
+        }
+    }
+}
+
+impl From<CredentialsError> for SinkConfigError {
+    fn from(e: CredentialsError) -> Self {
+        SinkConfigError::new(e.key(), e.to_string())
+    }
+}
+
+#[derive(Clone)]
 pub struct Keys {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: Option<String>,
+}
+
+/// The secret key and the session token never reach a log line.
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = ferry_stream_manager::definition::REDACTED;
+        f.debug_struct("Keys")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redacted)
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| redacted),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +108,7 @@ pub struct Credentials {
 #[derive(Debug, Clone)]
 enum Source {
     Static(Keys),
-    Iot(std::sync::Arc<super::iot::IotProvider>),
+    Iot(std::sync::Arc<IotProvider>),
 }
 
 impl Credentials {
@@ -65,9 +116,9 @@ impl Credentials {
     pub fn resolve(
         settings: Option<&CredentialsSettings>,
         env: &SinkEnv,
-    ) -> Result<Credentials, String> {
+    ) -> Result<Credentials, CredentialsError> {
         if let Some(iot) = settings.and_then(|s| s.iot.clone()) {
-            let provider = super::iot::IotProvider::new(iot)?;
+            let provider = IotProvider::new(iot)?;
             return Ok(Credentials {
                 source: Source::Iot(std::sync::Arc::new(provider)),
             });
@@ -82,11 +133,7 @@ impl Credentials {
                     }))
                 }
                 (None, None) => {}
-                _ => {
-                    return Err(
-                        "credentials: access_key_id and secret_access_key go together".into(),
-                    )
-                }
+                _ => return Err(CredentialsError::IncompleteKeys),
             }
         }
         let profile = settings.and_then(|s| s.profile.clone());
@@ -102,21 +149,34 @@ impl Credentials {
                 }));
             }
         }
-        let file = settings
-            .and_then(|s| s.credentials_file.clone())
+        let configured_file = settings.and_then(|s| s.credentials_file.clone());
+        let file_key = if configured_file.is_some() {
+            "settings.credentials.credentials_file"
+        } else {
+            "settings.credentials"
+        };
+        let file = configured_file
             .or_else(|| env.var("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from))
             .or_else(|| env.home.as_ref().map(|h| h.join(".aws/credentials")))
-            .ok_or("credentials: none in settings or environment, and no home directory for ~/.aws/credentials")?;
+            .ok_or(CredentialsError::NoSource)?;
+        let profile_key = if profile.is_some() {
+            "settings.credentials.profile"
+        } else {
+            "settings.credentials"
+        };
         let profile = profile
             .or_else(|| env.var("AWS_PROFILE"))
             .unwrap_or_else(|| "default".into());
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("credentials: cannot read {}: {e}", file.display()))?;
-        let keys = parse_profile(&text, &profile).ok_or_else(|| {
-            format!(
-                "credentials: no usable profile [{profile}] in {}",
-                file.display()
-            )
+        let text =
+            std::fs::read_to_string(&file).map_err(|source| CredentialsError::UnreadableFile {
+                key: file_key,
+                path: file.clone(),
+                source,
+            })?;
+        let keys = parse_profile(&text, &profile).ok_or_else(|| CredentialsError::NoProfile {
+            key: profile_key,
+            profile,
+            path: file.clone(),
         })?;
         Ok(Credentials::fixed(keys))
     }
@@ -198,10 +258,7 @@ mod tests {
         let s = CredentialsSettings {
             access_key_id: Some("CFG".into()),
             secret_access_key: Some("C".into()),
-            session_token: None,
-            profile: None,
-            credentials_file: None,
-            iot: None,
+            ..CredentialsSettings::default()
         };
         let key = |c: Credentials| match c.source {
             Source::Static(k) => k.access_key_id,
@@ -209,5 +266,30 @@ mod tests {
         };
         assert_eq!(key(Credentials::resolve(Some(&s), &env).unwrap()), "CFG");
         assert_eq!(key(Credentials::resolve(None, &env).unwrap()), "ENV");
+    }
+
+    #[test]
+    fn an_unreadable_credentials_file_names_the_setting_and_the_path() {
+        let s = CredentialsSettings {
+            credentials_file: Some("/nonexistent/ferry-credentials".into()),
+            ..CredentialsSettings::default()
+        };
+        let e = Credentials::resolve(Some(&s), &SinkEnv::default()).unwrap_err();
+        assert_eq!(e.key(), "settings.credentials.credentials_file");
+        assert!(
+            e.to_string().contains("/nonexistent/ferry-credentials"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keys_keep_their_secrets_out_of_debug_output() {
+        let k = Keys {
+            access_key_id: "AKID".into(),
+            secret_access_key: "s3cr3t".into(),
+            session_token: Some("t0k3n".into()),
+        };
+        let out = format!("{:?}", Credentials::fixed(k));
+        assert!(out.contains("AKID") && !out.contains("s3cr3t") && !out.contains("t0k3n"));
     }
 }

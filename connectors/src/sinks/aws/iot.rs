@@ -12,24 +12,44 @@ use ferry_stream_manager::export::SinkError;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+pub use ferry_stream_manager::definition::IotSettings;
+
 use super::credentials::Keys;
 
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IotSettings {
-    /// `{prefix}.credentials.iot.{region}.amazonaws.com` (`https://` optional).
-    pub endpoint: String,
-    pub role_alias: String,
-    #[serde(default)]
-    pub thing_name: Option<String>,
-    /// The device certificate (PEM) and its key, as used for AWS IoT MQTT.
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// CA for the endpoint's certificate; default: the Mozilla roots built into Ferry.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
+/// Why the provider cannot be set up. [`IotError::key`] names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum IotError {
+    #[error("iot credentials: cannot read {}: {source}", path.display())]
+    UnreadableFile {
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("iot credentials: certificate and key: {0}")]
+    Identity(#[source] reqwest::Error),
+    #[error("iot credentials: {}: {source}", path.display())]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("iot credentials: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl IotError {
+    /// The setting at fault, relative to the export.
+    pub fn key(&self) -> &'static str {
+        match self {
+            IotError::UnreadableFile { key, .. } => key,
+            IotError::Identity(_) => "settings.credentials.iot.cert_file",
+            IotError::Ca { .. } => "settings.credentials.iot.ca_file",
+            IotError::Client(_) => "settings.credentials.iot",
+        }
+    }
 }
 
 pub struct IotProvider {
@@ -47,30 +67,37 @@ impl std::fmt::Debug for IotProvider {
 }
 
 impl IotProvider {
-    pub fn new(settings: IotSettings) -> Result<IotProvider, String> {
-        let read = |p: &PathBuf| {
-            std::fs::read(p)
-                .map_err(|e| format!("iot credentials: cannot read {}: {e}", p.display()))
+    pub fn new(settings: IotSettings) -> Result<IotProvider, IotError> {
+        let read = |key: &'static str, path: &PathBuf| {
+            std::fs::read(path).map_err(|source| IotError::UnreadableFile {
+                key,
+                path: path.clone(),
+                source,
+            })
         };
-        let mut pem = read(&settings.cert_file)?;
+        let mut pem = read("settings.credentials.iot.cert_file", &settings.cert_file)?;
         pem.push(b'\n');
-        pem.extend(read(&settings.key_file)?);
-        let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("iot credentials: certificate and key: {e}"))?;
+        pem.extend(read(
+            "settings.credentials.iot.key_file",
+            &settings.key_file,
+        )?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(IotError::Identity)?;
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .identity(identity)
             .timeout(Duration::from_secs(30));
         if let Some(ca) = &settings.ca_file {
-            let cert = reqwest::Certificate::from_pem(&read(ca)?)
-                .map_err(|e| format!("iot credentials: {}: {e}", ca.display()))?;
+            let cert =
+                reqwest::Certificate::from_pem(&read("settings.credentials.iot.ca_file", ca)?)
+                    .map_err(|source| IotError::Ca {
+                        path: ca.clone(),
+                        source,
+                    })?;
             builder = builder
                 .tls_built_in_root_certs(false)
                 .add_root_certificate(cert);
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("iot credentials: {e}"))?;
+        let client = builder.build().map_err(IotError::Client)?;
         Ok(IotProvider {
             settings,
             client,

@@ -13,23 +13,11 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use ferry_stream_manager::export::SinkError;
-use serde::Deserialize;
 
-pub use credentials::{Credentials, CredentialsSettings, SinkEnv};
+pub use credentials::{Credentials, CredentialsError, CredentialsSettings, SinkEnv};
+pub use ferry_stream_manager::definition::AwsSettings;
 
-/// Settings every AWS sink has.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSettings {
-    /// e.g. `eu-west-1`. Default: `AWS_REGION` / `AWS_DEFAULT_REGION` from Ferry's environment.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Overrides the service endpoint (VPC endpoints, local emulators), e.g. `http://127.0.0.1:5000`.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub credentials: Option<CredentialsSettings>,
-}
+use super::SinkConfigError;
 
 /// A signed-request client for one service.
 pub struct AwsClient {
@@ -41,18 +29,23 @@ pub struct AwsClient {
 }
 
 impl AwsClient {
+    /// Resolves the region (settings, then `AWS_REGION`, then `AWS_DEFAULT_REGION`), the
+    /// endpoint (default `https://{service}.{region}.amazonaws.com`) and the credentials.
     pub fn new(
         settings: &AwsSettings,
         service: &'static str,
         env: &SinkEnv,
-    ) -> Result<AwsClient, String> {
+    ) -> Result<AwsClient, SinkConfigError> {
         let region = settings
             .region
             .clone()
             .or_else(|| env.var("AWS_REGION"))
             .or_else(|| env.var("AWS_DEFAULT_REGION"))
             .ok_or_else(|| {
-                format!("{service} sink settings: no region (set settings.region or AWS_REGION)")
+                SinkConfigError::new(
+                    "settings.region",
+                    format!("{service} sink: no region (set settings.region or AWS_REGION)"),
+                )
             })?;
         let endpoint = settings
             .endpoint
@@ -64,7 +57,7 @@ impl AwsClient {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SinkConfigError::new("settings", format!("{service} sink: {e}")))?;
         Ok(AwsClient {
             http,
             region,
@@ -203,7 +196,10 @@ pub fn error_code(body: &str) -> String {
     String::new()
 }
 
-const THROTTLING: &[&str] = &[
+/// AWS error codes, of a whole call or of one record, that retrying can fix: throttling,
+/// service-side failures and timeouts, and an expired token (temporary credentials are fetched
+/// again before the next call). Any other code is permanent.
+const RETRYABLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
@@ -225,20 +221,18 @@ const THROTTLING: &[&str] = &[
     "ExpiredTokenException",
 ];
 
-/// After a batch call that reported per-record failures: the entries to send again (those the
-/// response marks failed, in their order), or a permanent error if one failure cannot be
-/// fixed by retrying. `results` are the response's entries, in request order.
-pub fn failed_entries<T>(
+/// After a batch call that reported per-record failures (`results`: the response's entries,
+/// in request order, for `count` records): `Partial` with the indices of the failed records
+/// for the exporter to send again, or `Permanent` if one failure cannot be fixed by retrying.
+/// `Ok` when no entry carries an error code after all.
+pub fn per_record_failures(
     operation: &str,
-    pending: Vec<T>,
+    count: usize,
     results: &[serde_json::Value],
-) -> Result<Vec<T>, SinkError> {
-    let mut retry = Vec::new();
-    for (entry, result) in pending.into_iter().zip(
-        results
-            .iter()
-            .chain(std::iter::repeat(&serde_json::Value::Null)),
-    ) {
+) -> Result<(), SinkError> {
+    let mut failed = Vec::new();
+    let mut first_code = "";
+    for (i, result) in results.iter().take(count).enumerate() {
         let Some(code) = result.get("ErrorCode").and_then(serde_json::Value::as_str) else {
             continue;
         };
@@ -250,14 +244,26 @@ pub fn failed_entries<T>(
                 ),
             });
         }
-        retry.push(entry);
+        if failed.is_empty() {
+            first_code = code;
+        }
+        failed.push(i);
     }
-    Ok(retry)
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(SinkError::Partial {
+        reason: format!(
+            "{operation} refused {} of {count} records ({first_code})",
+            failed.len()
+        ),
+        failed,
+    })
 }
 
 /// Whether a per-record or per-call error code is worth retrying.
 pub fn is_retryable_code(code: &str) -> bool {
-    THROTTLING.contains(&code)
+    RETRYABLE_CODES.contains(&code)
 }
 
 pub fn classify_error(status: u16, body: &str) -> SinkError {
@@ -306,6 +312,27 @@ mod tests {
         assert!(matches!(
             classify_error(503, ""),
             SinkError::Retryable { .. }
+        ));
+    }
+
+    #[test]
+    fn per_record_failures_are_reported_by_index_for_the_exporter_to_retry() {
+        let ok = serde_json::json!({"SequenceNumber": "1"});
+        let throttled = serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"});
+        let results = [ok.clone(), throttled.clone(), ok.clone(), throttled];
+        match per_record_failures("PutRecords", 4, &results) {
+            Err(SinkError::Partial { failed, reason }) => {
+                assert_eq!(failed, vec![1, 3]);
+                assert!(reason.contains("2 of 4"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(per_record_failures("PutRecords", 1, &results[..1]), Ok(()));
+        let invalid =
+            serde_json::json!({"ErrorCode": "InvalidArgumentException", "ErrorMessage": "no"});
+        assert!(matches!(
+            per_record_failures("PutRecordBatch", 2, &[ok, invalid]),
+            Err(SinkError::Permanent { .. })
         ));
     }
 }
