@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::time::now_ms;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
-use crate::definition::StreamDefinition;
+use crate::definition::{parse_stored, StreamDefinition};
 use crate::error::{Error, Result};
 
 const MIGRATIONS: &[&str] = &[
@@ -96,11 +96,14 @@ impl Catalog {
         let mut out = Vec::new();
         for row in rows {
             let (id, name, json, floor) = row?;
-            let definition: StreamDefinition =
-                serde_json::from_str(&json).map_err(|e| Error::CatalogCorrupt {
+            let (definition, dropped) =
+                parse_stored(&json).map_err(|reason| Error::CatalogCorrupt {
                     name: name.clone(),
-                    reason: e.to_string(),
+                    reason,
                 })?;
+            for d in dropped {
+                tracing::error!(stream = %name, export = %d.identifier, error = %d.reason, "a stored export is invalid for this version of Ferry; the stream opens without it (define it again to export)");
+            }
             out.push(StoredStream {
                 id,
                 definition,

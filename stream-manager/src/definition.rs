@@ -6,6 +6,7 @@ mod aws_settings;
 mod export;
 mod keyed_settings;
 mod sink_settings;
+mod stored;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,7 @@ pub use sink_settings::{
     check_http_url, FirehoseSettings, HttpFormat, HttpSettings, KinesisSettings, PartitionKey,
     S3Format, S3Settings, MIN_S3_PART_SIZE_BYTES,
 };
+pub use stored::{parse_stored, DroppedExport};
 
 use crate::error::{Error, Result};
 
