@@ -1,40 +1,12 @@
-//! JSON forms of a record.
-//!
-//! The local API's: `{"sequence_number", "timestamp_ms", "metadata", "payload_base64",
-//! "payload"}`, where `payload` (text) is present only when the payload is valid UTF-8.
-//! The export form (HTTP sink) carries the payload once: `payload` when it is valid UTF-8,
-//! `payload_base64` otherwise, so a text payload is not sent twice.
+//! The export JSON form of a record (HTTP sink). It carries the payload once: `payload` when
+//! it is valid UTF-8, `payload_base64` otherwise, so a text payload is not sent twice. (The
+//! local API's form, with both, is the agent's `service::views::RecordView`.)
 
-use std::collections::BTreeMap;
 
 use base64::Engine;
 use ferry_stream_manager::Record;
-use serde::Serialize;
-use serde_json::Value;
 
 pub const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// Serialised straight from the record's fields: no intermediate `Value` per record, which
-/// matters when the exporter writes hundreds of thousands of them a second.
-#[derive(Serialize)]
-struct RecordOut<'a> {
-    sequence_number: u64,
-    timestamp_ms: i64,
-    metadata: &'a BTreeMap<String, String>,
-    payload_base64: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<&'a str>,
-}
-
-fn out(r: &Record) -> RecordOut<'_> {
-    RecordOut {
-        sequence_number: r.sequence_number,
-        timestamp_ms: r.timestamp_ms,
-        metadata: &r.metadata,
-        payload_base64: BASE64.encode(&r.payload),
-        payload: std::str::from_utf8(&r.payload).ok(),
-    }
-}
 
 /// Appends the record's export JSON (one line, no newline) to `buf`: the same bytes serde_json
 /// writes for `{"sequence_number", "timestamp_ms", "metadata", "payload" | "payload_base64"}`,
@@ -96,12 +68,12 @@ fn write_json_str(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
-pub fn record_json(r: &Record) -> Value {
-    serde_json::to_value(out(r)).unwrap_or(Value::Null)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
     use super::*;
 
     /// What serde_json writes for the export form: the reference the hand-written one must match.
