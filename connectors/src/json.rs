@@ -2,7 +2,6 @@
 //! it is valid UTF-8, `payload_base64` otherwise, so a text payload is not sent twice. (The
 //! local API's form, with both, is the agent's `service::views::RecordView`.)
 
-
 use base64::Engine;
 use ferry_stream_manager::Record;
 

@@ -32,7 +32,8 @@ impl Sink for FakeSink {
 }
 
 fn machine(extra: Value) -> ExportMachine {
-    let mut def = json!({"identifier": "e", "kind": "http"});
+    let mut def =
+        json!({"identifier": "e", "kind": "http", "settings": {"url": "http://127.0.0.1:9/"}});
     def.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
@@ -338,7 +339,7 @@ fn a_disabled_export_reports_its_checkpoint_and_does_nothing() {
 #[test]
 fn the_batch_shape_keeps_within_the_sinks_limits() {
     let def: ExportDefinition = serde_json::from_value(
-        json!({"identifier": "e", "kind": "http", "batch_size": 50, "batch_bytes": 10, "batch_interval_ms": 20}),
+        json!({"identifier": "e", "kind": "http", "settings": {"url": "http://127.0.0.1:9/"}, "batch_size": 50, "batch_bytes": 10, "batch_interval_ms": 20}),
     )
     .unwrap();
     let shape = BatchShape::new(&def, FakeSink.limits());

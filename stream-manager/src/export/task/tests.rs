@@ -86,8 +86,7 @@ async fn start(
         .map(|_| NewRecord::new(vec![b'x'; 10]))
         .collect();
     stream.append(batch).await.unwrap();
-    let mut export =
-        json!({"identifier": "e", "kind": "http", "batch_size": 5, "batch_interval_ms": 50});
+    let mut export = json!({"identifier": "e", "kind": "http", "settings": {"url": "http://127.0.0.1:9/"}, "batch_size": 5, "batch_interval_ms": 50});
     export
         .as_object_mut()
         .unwrap()
