@@ -101,6 +101,9 @@ impl FileSystem for FaultInjectingFs {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         StdFs.remove_dir_all(path)
     }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)
+    }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         StdFs.list(dir)
     }

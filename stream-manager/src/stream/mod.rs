@@ -2,6 +2,10 @@
 //! into durable ones (group commit), and a watch channel that publishes the durable end so that
 //! appenders waiting for their ack and readers waiting for data wake without polling.
 //!
+//! What runs on an appender's thread (possibly an async runtime worker) is a write to the page
+//! cache under the lock; every fsync, file creation, rename and removal runs on the syncer
+//! thread, and reads of sealed segments on the blocking pool.
+//!
 //! Readers only ever see durable records: a sequence number a reader has seen can never be
 //! handed out again after a crash.
 
@@ -19,7 +23,7 @@ use crate::memory::MemoryLog;
 use crate::record::NewRecord;
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::storage::FileSystem;
-use crate::sync::{syncer_loop, SyncFlags};
+use crate::sync::{request_own_round, request_sync, syncer_loop, SyncFlags};
 
 mod pending;
 mod read;
@@ -27,6 +31,7 @@ mod retention;
 
 pub use pending::PendingAppend;
 pub use read::ReadOptions;
+pub(crate) use retention::sweep_ttl;
 
 /// Milliseconds since the Unix epoch; injectable so retention can be tested without waiting.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -104,6 +109,8 @@ pub(crate) struct State {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Progress {
     pub(crate) durable_end: u64,
+    /// Rounds served to `flush_on_write` appends (their tickets, see sync.rs).
+    pub(crate) own_rounds: u64,
     pub(crate) failed: Option<Arc<str>>,
     pub(crate) closed: bool,
 }
@@ -114,7 +121,6 @@ pub(crate) struct Inner {
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) sync_flags: Mutex<SyncFlags>,
     pub(crate) sync_cv: Condvar,
-    pub(crate) sync_lock: Mutex<()>,
     syncer: Mutex<Option<JoinHandle<()>>>,
     clock: Clock,
     reserver: Option<SeqReserver>,
@@ -161,7 +167,6 @@ impl Stream {
             progress,
             sync_flags: Mutex::new(SyncFlags::default()),
             sync_cv: Condvar::new(),
-            sync_lock: Mutex::new(()),
             syncer: Mutex::new(None),
             clock,
             reserver,
@@ -190,23 +195,13 @@ impl Stream {
 
     /// Appends a batch and waits until it is durable. Returns the records' sequence numbers.
     pub async fn append(&self, records: Vec<NewRecord>) -> Result<Range<u64>> {
-        if self.state().def.flush_on_write {
-            // The append fsyncs inline; keep that off the async worker threads.
-            let this = self.clone();
-            return tokio::task::spawn_blocking(move || {
-                this.append_nowait(&records)?.wait_blocking()
-            })
-            .await
-            .map_err(|e| Error::StorageFailed {
-                name: self.0.name.clone(),
-                reason: e.to_string(),
-            })?;
-        }
         self.append_nowait(&records)?.durable().await
     }
 
-    /// Writes a batch (all or nothing) and returns at once; the returned handle resolves when the
-    /// batch is durable. Errors here mean nothing of the batch was stored.
+    /// Writes a batch (all or nothing) to the page cache and returns at once; the returned
+    /// handle resolves when the batch is durable (the syncer thread fsyncs, also for
+    /// `flush_on_write`, so this is safe to call from async code). Errors here mean nothing of
+    /// the batch was stored.
     pub fn append_nowait(&self, records: &[NewRecord]) -> Result<PendingAppend> {
         if records.is_empty() {
             return Err(Error::InvalidRecord(
@@ -260,27 +255,26 @@ impl Stream {
         st.counters.appended_records += records.len() as u64;
         st.counters.appended_bytes += batch_len;
         let range = first..first + records.len() as u64;
-        let flush_inline = st.def.flush_on_write;
-        let pending = PendingAppend {
-            range: range.clone(),
+        let own_round = st.def.flush_on_write;
+        let is_file = matches!(st.log, Log::File(_));
+        drop(st);
+        let own_round = match is_file {
+            false => {
+                self.publish_durable(range.end);
+                0
+            }
+            true if own_round => request_own_round(&self.0),
+            true => {
+                request_sync(&self.0);
+                0
+            }
+        };
+        Ok(PendingAppend {
+            range,
+            own_round,
             name: self.0.name.clone(),
             rx: self.0.progress.subscribe(),
-        };
-        match &mut st.log {
-            Log::Memory(_) => {
-                drop(st);
-                self.publish_durable(range.end);
-            }
-            Log::File(_) if flush_inline => {
-                drop(st);
-                crate::sync::sync_round(&self.0);
-            }
-            Log::File(_) => {
-                drop(st);
-                crate::sync::request_sync(&self.0);
-            }
-        }
-        Ok(pending)
+        })
     }
 
     pub(crate) fn publish_durable(&self, end: u64) {
@@ -296,19 +290,19 @@ impl Stream {
         self.state().def.clone()
     }
 
+    /// The stream's definition and storage state, from memory: no disk read, so it is cheap
+    /// enough for every metrics scrape.
     pub fn describe(&self) -> Result<StreamDescription> {
         let durable_end = self.0.progress.borrow().durable_end;
         let mut st = self.state();
         let st = &mut *st;
         let first = st.log.first_seq();
-        let (oldest, segments) = match &mut st.log {
+        let (oldest, segments) = match &st.log {
             Log::File(l) => {
-                let oldest = if first < durable_end {
-                    l.oldest_timestamp()?
-                } else {
-                    None
-                };
                 st.counters.damage = l.damage;
+                let oldest = (first < durable_end)
+                    .then(|| l.oldest_timestamp())
+                    .flatten();
                 (oldest, l.segment_count())
             }
             Log::Memory(l) => (l.oldest_timestamp(), 0),
@@ -341,6 +335,11 @@ impl Stream {
         st.def = def;
         if st.def.strategy_on_full == StrategyOnFull::OverwriteOldestData {
             self.make_room(&mut st, 0, 0)?;
+            if matches!(st.log, Log::File(_)) {
+                drop(st);
+                // Dropped segments' files are removed by the syncer.
+                request_sync(&self.0);
+            }
         }
         Ok(())
     }
