@@ -27,10 +27,12 @@ use crate::sync::{request_own_round, request_sync, syncer_loop, SyncFlags};
 
 mod pending;
 mod read;
+mod reserve;
 mod retention;
 
 pub use pending::PendingAppend;
 pub use read::ReadOptions;
+use reserve::{Reservation, SEQ_RESERVATION_BLOCK};
 pub(crate) use retention::sweep_ttl;
 
 /// Milliseconds since the Unix epoch; injectable so retention can be tested without waiting.
@@ -39,9 +41,6 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// Persists the sequence-number floor of a memory stream (its data dies with the process, its
 /// numbering must not restart).
 pub type SeqReserver = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
-
-/// Memory streams reserve sequence numbers in blocks, so the catalog is written once per block.
-const SEQ_RESERVATION_BLOCK: u64 = 1 << 20;
 
 pub(crate) enum Log {
     File(Box<FileLog>),
@@ -102,7 +101,7 @@ pub(crate) struct State {
     pub(crate) log: Log,
     pub(crate) deleted: bool,
     pub(crate) failed: Option<String>,
-    reserved_until: u64,
+    reservation: Reservation,
     pub(crate) counters: StreamCounters,
 }
 
@@ -139,6 +138,12 @@ impl Stream {
         memory_start_seq: u64,
         reserver: Option<SeqReserver>,
     ) -> Result<Stream> {
+        let mut reserved_until = memory_start_seq;
+        if let (Persistence::Memory, Some(reserve)) = (def.persistence, &reserver) {
+            // The first block now, on the opener's thread, so that no append waits for it.
+            reserved_until += SEQ_RESERVATION_BLOCK;
+            reserve(reserved_until)?;
+        }
         let log = match def.persistence {
             Persistence::File => Log::File(Box::new(FileLog::open(
                 &def.name,
@@ -161,7 +166,7 @@ impl Stream {
                 log,
                 deleted: false,
                 failed: None,
-                reserved_until: memory_start_seq,
+                reservation: Reservation::new(reserved_until),
                 counters: StreamCounters::default(),
             }),
             progress,
@@ -235,27 +240,19 @@ impl Stream {
             });
         }
         self.make_room(&mut st, batch_len + overhead, records.len() as u64)?;
+        if matches!(st.log, Log::Memory(_)) {
+            let need = st.log.next_seq() + records.len() as u64;
+            self.reserve_for(&mut st, need)?;
+        }
         let now = (self.0.clock)();
         let (first, _) = match &mut st.log {
             Log::File(l) => l.append(records, now)?,
-            Log::Memory(l) => {
-                let need = l.next_seq() + records.len() as u64;
-                if need > st.reserved_until {
-                    if let Some(reserve) = &self.0.reserver {
-                        reserve(need + SEQ_RESERVATION_BLOCK)?;
-                    }
-                    st.reserved_until = need + SEQ_RESERVATION_BLOCK;
-                }
-                let Log::Memory(l) = &mut st.log else {
-                    unreachable!()
-                };
-                l.append(records, now)
-            }
+            Log::Memory(l) => l.append(records, now),
         };
         st.counters.appended_records += records.len() as u64;
         st.counters.appended_bytes += batch_len;
         let range = first..first + records.len() as u64;
-        let own_round = st.def.flush_on_write;
+        let flush_on_write = st.def.flush_on_write;
         let is_file = matches!(st.log, Log::File(_));
         drop(st);
         let own_round = match is_file {
@@ -263,7 +260,7 @@ impl Stream {
                 self.publish_durable(range.end);
                 0
             }
-            true if own_round => request_own_round(&self.0),
+            true if flush_on_write => request_own_round(&self.0),
             true => {
                 request_sync(&self.0);
                 0
