@@ -130,16 +130,18 @@ pub(crate) fn syncer_loop(inner: &Inner) {
 /// syncer runs rounds, one at a time, so a round never publishes a durable end that covers
 /// files another round has yet to fsync.
 fn sync_round(inner: &Inner, serves_upto: u64) {
-    let (work, fs) = {
+    let (work, fs, failed) = {
         let mut st = lock(&inner.state);
-        if st.failed.is_some() {
-            return;
-        }
+        let failed = st.failed.is_some();
         match &mut st.log {
-            Log::File(l) => (l.take_sync_work(), l.fs().clone()),
+            Log::File(l) => (l.take_sync_work(), l.fs().clone(), failed),
             Log::Memory(_) => return,
         }
     };
+    if failed {
+        // Nothing more can be promised, but retention still removes what it dropped.
+        return work.remove_dropped(&inner.name, &*fs);
+    }
     if let Err(e) = work.perform(&inner.name, &*fs) {
         return mark_failed(inner, &e);
     }
@@ -166,8 +168,9 @@ fn sync_round(inner: &Inner, serves_upto: u64) {
     });
 }
 
-/// After a failed round the kernel may have dropped the dirty pages, so nothing written since
-/// the last good round can be promised: the stream refuses writes until it is reopened.
+/// After a failed round (an fsync, or naming a new segment) the kernel may have dropped the
+/// dirty pages, so nothing written since the last good round can be promised: the stream
+/// refuses writes until it is reopened.
 fn mark_failed(inner: &Inner, e: &std::io::Error) {
     let reason = format!("fsync failed: {e}");
     tracing::error!(stream = %inner.name, error = %e, "fsync failed; the stream refuses writes until reopened");

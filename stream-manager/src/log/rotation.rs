@@ -148,7 +148,10 @@ impl SyncWork {
     pub(crate) fn perform(&self, name: &str, fs: &dyn FileSystem) -> io::Result<()> {
         for r in &self.renames {
             match fs.rename(&r.from, &r.to) {
-                Err(e) if r.required => return Err(e),
+                Err(e) if r.required => {
+                    let what = format!("naming new segment {}: {e}", r.to.display());
+                    return Err(io::Error::new(e.kind(), what));
+                }
                 Err(e) => {
                     tracing::debug!(stream = name, path = %r.to.display(), error = %e, "could not name a segment index; it is rebuilt when needed")
                 }
@@ -158,13 +161,19 @@ impl SyncWork {
         for f in &self.files {
             f.sync_data()?;
         }
+        self.remove_dropped(name, fs);
+        self.dir.as_deref().map_or(Ok(()), |d| fs.sync_dir(d))
+    }
+
+    /// Removes the files of dropped segments; safe even after a failed round, since no record
+    /// still promised lives in them.
+    pub(crate) fn remove_dropped(&self, name: &str, fs: &dyn FileSystem) {
         for path in &self.removals {
             // A leftover file only means old data survives until it is removed again.
             if let Err(e) = fs.remove_file(path) {
                 tracing::warn!(stream = name, path = %path.display(), error = %e, "could not remove segment file");
             }
         }
-        self.dir.as_deref().map_or(Ok(()), |d| fs.sync_dir(d))
     }
 }
 
