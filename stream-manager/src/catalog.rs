@@ -8,7 +8,7 @@
 //! version and each runs in the same transaction as the version bump, so an interrupted
 //! migration leaves the previous version intact.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::time::now_ms;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
@@ -49,7 +49,6 @@ pub struct Catalog {
     /// one is lost, so they use their own connection with `synchronous=NORMAL`: a commit
     /// survives a process crash (it is in the WAL) but not necessarily a power cut.
     checkpoints: Connection,
-    path: PathBuf,
 }
 
 impl Catalog {
@@ -64,15 +63,7 @@ impl Catalog {
         checkpoints.pragma_update(None, "synchronous", "NORMAL")?;
         checkpoints.pragma_update(None, "foreign_keys", "ON")?;
         checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Catalog {
-            conn,
-            checkpoints,
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Catalog { conn, checkpoints })
     }
 
     pub fn schema_version(&self) -> Result<i64> {

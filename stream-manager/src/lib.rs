@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod definition;
 pub mod error;
 pub mod export;
+#[cfg(feature = "fault-injection")]
 pub mod fault;
 mod index;
 mod log;

@@ -1,27 +1,34 @@
 //! A stream's on-disk log: a directory of segment files (see segment.rs) with sparse indexes.
 //!
-//! Start-up reads only the newest segment (the one that can have a torn tail) and lists the
-//! others, so restart time depends on the segment size, not on how much data is held. Sealed
-//! segments are indexed lazily, the first time a reader or the TTL sweep needs them.
+//! Start-up reads the newest segment (the one that can have a torn tail) and the first record
+//! of the oldest, and lists the others, so restart time depends on the segment size, not on
+//! how much data is held. Sealed segments are indexed lazily, the first time a reader or the
+//! TTL sweep needs them.
 //!
-//! Appends go to the page cache under the stream's lock; durability is the syncer's job
-//! ([`FileLog::take_sync_work`]). A batch is never split across segments, so it is either
-//! wholly stored or not at all; a segment may exceed `segment_size_bytes` by one batch.
+//! Appends go to the page cache under the stream's lock and touch no other file: the files a
+//! roll needs are made ahead by the syncer thread, and what a roll or retention leaves to do on
+//! the file system (renames, removals, fsyncs) is owed to the next sync round (see
+//! rotation.rs). A batch is never split across segments, so it is either wholly stored or not
+//! at all; a segment may exceed `segment_size_bytes` by one batch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::index::{SparseIndex, INDEX_MAGIC};
+use crate::index::SparseIndex;
 use crate::reader::{read_segment, scan_tail};
 use crate::record::{encode_frame, NewRecord, Record};
 use crate::recovery::recover_active;
 use crate::segment::{
-    index_file_name, parse_segment_file_name, segment_file_name, segment_header, Segment,
-    SEGMENT_HEADER_LEN,
+    index_file_name, is_spare_file_name, parse_segment_file_name, segment_file_name,
+    segment_header, Segment,
 };
 use crate::storage::{FileSystem, LogFile};
+
+mod rotation;
+
+use rotation::Owed;
 
 /// Damage found in segment files, counted once per damaged range.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +37,6 @@ pub struct DamageStats {
     pub damaged_bytes: u64,
     /// Bytes cut from the newest segment's tail at start-up (a torn, never-acknowledged write).
     pub truncated_tail_bytes: u64,
-}
-
-/// Files to fsync so that everything up to `upto` (exclusive) is durable.
-pub struct SyncWork {
-    pub files: Vec<Arc<dyn LogFile>>,
-    pub dir: Option<PathBuf>,
-    pub upto: u64,
 }
 
 pub struct FileLog {
@@ -49,10 +49,14 @@ pub struct FileLog {
     active_index_len: u64,
     total_bytes: u64,
     pub segment_size_bytes: u64,
-    pending_sync: Vec<Arc<dyn LogFile>>,
-    dir_dirty: bool,
     last_timestamp_ms: i64,
     pub damage: DamageStats,
+    /// Timestamp of the oldest stored record, kept up to date so that describe reads nothing.
+    oldest_ts: Option<i64>,
+    /// The oldest segment became one whose first timestamp is not known yet (one from before
+    /// start-up): `oldest_ts` holds the previous value until a probe reads the new one.
+    oldest_stale: bool,
+    owed: Owed,
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -67,9 +71,15 @@ impl FileLog {
         segment_size_bytes: u64,
     ) -> Result<FileLog> {
         fs.create_dir_all(dir).map_err(io_err(dir))?;
-        let mut bases: Vec<u64> = fs
-            .list(dir)
-            .map_err(io_err(dir))?
+        let names = fs.list(dir).map_err(io_err(dir))?;
+        for spare in names.iter().filter(|n| is_spare_file_name(n)) {
+            // Never renamed to a segment, so it holds no acknowledged record.
+            let path = dir.join(spare);
+            if let Err(e) = fs.remove_file(&path) {
+                tracing::warn!(stream = name, path = %path.display(), error = %e, "could not remove a spare segment file");
+            }
+        }
+        let mut bases: Vec<u64> = names
             .iter()
             .filter_map(|n| parse_segment_file_name(n))
             .collect();
@@ -101,7 +111,7 @@ impl FileLog {
             .and_then(|_| active_index_file.write_all_at(&bytes, 0))
             .map_err(io_err(&idx_path))?;
         let last_timestamp_ms = active.last_timestamp_ms.unwrap_or(0);
-        Ok(FileLog {
+        let mut log = FileLog {
             name: name.to_owned(),
             dir: dir.to_owned(),
             fs,
@@ -114,11 +124,15 @@ impl FileLog {
             active_index_len: bytes.len() as u64,
             total_bytes,
             segment_size_bytes,
-            pending_sync: Vec::new(),
-            dir_dirty,
             last_timestamp_ms,
             damage,
-        })
+            oldest_ts: None,
+            oldest_stale: false,
+            owed: Owed::new(dir_dirty),
+        };
+        log.note_oldest_changed();
+        log.refresh_oldest();
+        Ok(log)
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -147,6 +161,7 @@ impl FileLog {
         if !self.active.is_empty() && self.active.len + batch_len > self.segment_size_bytes {
             self.roll()?;
         }
+        let was_empty = self.first_seq() == self.next_seq();
         let ts = now_ms.max(self.last_timestamp_ms);
         let first = self.active.end;
         let start = self.active.len;
@@ -180,6 +195,10 @@ impl FileLog {
         self.active.first_timestamp_ms.get_or_insert(ts);
         self.active.last_timestamp_ms = Some(ts);
         self.last_timestamp_ms = ts;
+        if was_empty {
+            self.oldest_ts = Some(ts);
+            self.oldest_stale = false;
+        }
         if !entries.is_empty() {
             let mut bytes = Vec::new();
             for e in &entries {
@@ -203,59 +222,6 @@ impl FileLog {
         idx
     }
 
-    /// Seals the active segment and starts a new, empty one.
-    pub fn roll(&mut self) -> Result<()> {
-        let base = self.active.end;
-        let file = create_segment_file(&*self.fs, &self.dir, base)?;
-        let idx_path = self.dir.join(index_file_name(base));
-        let idx_file = self.fs.open(&idx_path, true).map_err(io_err(&idx_path))?;
-        idx_file
-            .set_len(0)
-            .and_then(|_| idx_file.write_all_at(INDEX_MAGIC, 0))
-            .map_err(io_err(&idx_path))?;
-        let fresh = new_segment(
-            base,
-            base,
-            SEGMENT_HEADER_LEN,
-            file,
-            Some(SparseIndex::default()),
-        );
-        let old = std::mem::replace(&mut self.active, fresh);
-        self.pending_sync.push(old.file.clone());
-        self.sealed.insert(old.base, old);
-        self.active_index_file = idx_file;
-        self.active_index_len = INDEX_MAGIC.len() as u64;
-        self.total_bytes += SEGMENT_HEADER_LEN;
-        self.dir_dirty = true;
-        Ok(())
-    }
-
-    /// Removes the oldest segment, rolling first when only the active one is left.
-    /// Returns the number of records removed, or `None` when there is nothing to remove.
-    pub fn drop_oldest_segment(&mut self) -> Result<Option<u64>> {
-        if self.sealed.is_empty() {
-            if self.active.is_empty() {
-                return Ok(None);
-            }
-            self.roll()?;
-        }
-        let Some((base, seg)) = self.sealed.pop_first() else {
-            return Ok(None);
-        };
-        self.total_bytes -= seg.len;
-        for path in [
-            self.dir.join(segment_file_name(base)),
-            self.dir.join(index_file_name(base)),
-        ] {
-            // A leftover file only means old data survives; it is removed again next time.
-            if let Err(e) = self.fs.remove_file(&path) {
-                tracing::warn!(stream = %self.name, path = %path.display(), error = %e, "could not remove segment file");
-            }
-        }
-        self.dir_dirty = true;
-        Ok(Some(seg.end - seg.base))
-    }
-
     /// The newest timestamp in the oldest segment, if it holds any record.
     pub fn oldest_segment_last_timestamp(&mut self) -> Result<Option<i64>> {
         let Some(seg) = self.sealed.values_mut().next() else {
@@ -268,26 +234,9 @@ impl FileLog {
         Ok(seg.last_timestamp_ms)
     }
 
-    /// Timestamp of the oldest record still stored.
-    pub fn oldest_timestamp(&mut self) -> Result<Option<i64>> {
-        let first = self.first_seq();
-        if first >= self.next_seq() {
-            return Ok(None);
-        }
-        Ok(self
-            .read(first, 1, 0, first + 1)?
-            .first()
-            .map(|r| r.timestamp_ms))
-    }
-
-    pub fn take_sync_work(&mut self) -> SyncWork {
-        let mut files = std::mem::take(&mut self.pending_sync);
-        files.push(self.active.file.clone());
-        SyncWork {
-            files,
-            dir: std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone()),
-            upto: self.active.end,
-        }
+    /// Timestamp of the oldest record stored (read from memory: see `oldest_ts`).
+    pub fn oldest_timestamp(&self) -> Option<i64> {
+        self.oldest_ts
     }
 
     pub fn fs(&self) -> &Arc<dyn FileSystem> {

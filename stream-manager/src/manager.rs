@@ -25,7 +25,7 @@ use crate::catalog::Catalog;
 use crate::definition::{Persistence, StreamDefinition};
 use crate::error::{Error, Result};
 use crate::storage::{FileSystem, StdFs};
-use crate::stream::{lock, Clock, SeqReserver, Stream, StreamDescription};
+use crate::stream::{lock, sweep_ttl, Clock, SeqReserver, Stream, StreamDescription};
 
 pub struct ManagerOptions {
     pub fs: Arc<dyn FileSystem>,
@@ -131,10 +131,6 @@ impl StreamManager {
             }
         }
         Ok(())
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 
     pub fn create_stream(&self, def: StreamDefinition) -> Result<Stream> {
@@ -265,33 +261,34 @@ impl StreamManager {
     }
 
     /// Applies every stream's time to live once. Returns the number of records removed.
+    /// Blocking (it may read old segments): async code uses [`StreamManager::run_retention`].
     pub fn enforce_ttl(&self) -> u64 {
         let streams: Vec<Stream> = lock(&self.streams)
             .values()
             .map(|e| e.stream.clone())
             .collect();
-        let mut removed = 0;
-        for s in streams {
-            match s.enforce_ttl() {
-                Ok(n) => removed += n,
-                Err(e) => {
-                    tracing::warn!(stream = s.name(), error = %e, "time-to-live sweep failed")
-                }
-            }
-        }
-        removed
+        sweep_ttl(&streams)
     }
 
-    /// Runs the time-to-live sweep every `interval` until `shutdown` completes.
+    /// Runs the time-to-live sweep every `interval` until `shutdown` completes. Each sweep runs
+    /// on the blocking pool (it reads and drops segments), not on the runtime's workers.
     pub async fn run_retention(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(interval) => {
-                    let n = self.enforce_ttl();
-                    if n > 0 {
-                        tracing::info!(records = n, "removed records past their time to live");
+                    let streams: Vec<Stream> = lock(&self.streams)
+                        .values()
+                        .map(|e| e.stream.clone())
+                        .collect();
+                    match tokio::task::spawn_blocking(move || sweep_ttl(&streams)).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(records = n, "removed records past their time to live"),
+                        Err(e) => {
+                            let e = Error::Internal(format!("time-to-live sweep task failed: {e}"));
+                            tracing::error!(error = %e, "time-to-live sweep skipped");
+                        }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Reading records out of segments: seeking through the sparse index, walking frames, and
 //! skipping (and counting, once) damaged ranges. Used by the log under the stream's lock.
 
+use std::io;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -10,7 +11,7 @@ use crate::record::Record;
 use crate::segment::{
     index_file_name, segment_file_name, FrameReader, Segment, Step, SEGMENT_HEADER_LEN,
 };
-use crate::storage::FileSystem;
+use crate::storage::{FileSystem, LogFile};
 
 pub(crate) fn report_damage(
     name: &str,
@@ -139,6 +140,33 @@ pub(crate) fn scan_tail(
                 Some(_) => {}
                 None => return Ok(last),
             },
+        }
+    }
+}
+
+/// The timestamp of a segment's first readable record (one whose sequence number fits the
+/// segment), found by walking frames from the start. Damage is skipped, not reported: the
+/// reader that reaches it reports it.
+pub(crate) fn first_timestamp(
+    file: &dyn LogFile,
+    base: u64,
+    end: u64,
+    len: u64,
+) -> io::Result<Option<i64>> {
+    let mut reader = FrameReader::new(file, SEGMENT_HEADER_LEN, len);
+    loop {
+        match reader.next_step()? {
+            Step::Frame { record, .. } if (base..end).contains(&record.sequence_number) => {
+                return Ok(Some(record.timestamp_ms))
+            }
+            // Out of place but well formed: the reader has already moved past it.
+            Step::Frame { .. } => {}
+            Step::End => return Ok(None),
+            Step::Damaged { .. } => {
+                if reader.resync(base, end)?.is_none() {
+                    return Ok(None);
+                }
+            }
         }
     }
 }

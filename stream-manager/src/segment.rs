@@ -37,6 +37,18 @@ pub fn index_file_name(base: u64) -> String {
     format!("{base:020}.idx")
 }
 
+/// Names of the segment and index files the syncer makes ahead of a roll (`n` counts them per
+/// open), so that a roll on an appender's thread creates no file. A sync round renames them to
+/// the segment's names; a leftover spare never held an acknowledged record and is removed at
+/// start-up.
+pub fn spare_file_names(n: u64) -> (String, String) {
+    (format!("spare-{n}.seg"), format!("spare-{n}.idx"))
+}
+
+pub fn is_spare_file_name(name: &str) -> bool {
+    name.starts_with("spare-")
+}
+
 /// Parses `<20 digits>.seg` into its base sequence number.
 pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".seg")?;

@@ -1,6 +1,7 @@
 //! The file-system operations the segment log needs, behind a trait so the log can run on the
-//! real disk ([`StdFs`]) or on a fault-injecting wrapper ([`crate::fault::FaultInjectingFs`]) that
-//! produces what a healthy test machine cannot: a full disk, a torn write, a failed fsync.
+//! real disk ([`StdFs`]) or, in tests, on a fault-injecting wrapper (`fault::FaultInjectingFs`,
+//! cargo feature `fault-injection`) that produces what a healthy test machine cannot: a full
+//! disk, a torn write, a failed fsync.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -39,6 +40,8 @@ pub trait FileSystem: Send + Sync {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn LogFile>>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file, replacing `to` when it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Names of the entries of a directory.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Makes the directory's entries (created or removed files) durable.
@@ -91,6 +94,9 @@ impl FileSystem for StdFs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();

@@ -2,6 +2,10 @@
 //! into durable ones (group commit), and a watch channel that publishes the durable end so that
 //! appenders waiting for their ack and readers waiting for data wake without polling.
 //!
+//! What runs on an appender's thread (possibly an async runtime worker) is a write to the page
+//! cache under the lock; every fsync, file creation, rename and removal runs on the syncer
+//! thread, and reads of sealed segments on the blocking pool.
+//!
 //! Readers only ever see durable records: a sequence number a reader has seen can never be
 //! handed out again after a crash.
 
@@ -19,14 +23,17 @@ use crate::memory::MemoryLog;
 use crate::record::NewRecord;
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::storage::FileSystem;
-use crate::sync::{syncer_loop, SyncFlags};
+use crate::sync::{request_own_round, request_sync, syncer_loop, SyncFlags};
 
 mod pending;
 mod read;
+mod reserve;
 mod retention;
 
 pub use pending::PendingAppend;
 pub use read::ReadOptions;
+use reserve::{Reservation, SEQ_RESERVATION_BLOCK};
+pub(crate) use retention::sweep_ttl;
 
 /// Milliseconds since the Unix epoch; injectable so retention can be tested without waiting.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -34,9 +41,6 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// Persists the sequence-number floor of a memory stream (its data dies with the process, its
 /// numbering must not restart).
 pub type SeqReserver = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
-
-/// Memory streams reserve sequence numbers in blocks, so the catalog is written once per block.
-const SEQ_RESERVATION_BLOCK: u64 = 1 << 20;
 
 pub(crate) enum Log {
     File(Box<FileLog>),
@@ -97,13 +101,15 @@ pub(crate) struct State {
     pub(crate) log: Log,
     pub(crate) deleted: bool,
     pub(crate) failed: Option<String>,
-    reserved_until: u64,
+    reservation: Reservation,
     pub(crate) counters: StreamCounters,
 }
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Progress {
     pub(crate) durable_end: u64,
+    /// Rounds served to `flush_on_write` appends (their tickets, see sync.rs).
+    pub(crate) own_rounds: u64,
     pub(crate) failed: Option<Arc<str>>,
     pub(crate) closed: bool,
 }
@@ -114,7 +120,6 @@ pub(crate) struct Inner {
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) sync_flags: Mutex<SyncFlags>,
     pub(crate) sync_cv: Condvar,
-    pub(crate) sync_lock: Mutex<()>,
     syncer: Mutex<Option<JoinHandle<()>>>,
     clock: Clock,
     reserver: Option<SeqReserver>,
@@ -133,6 +138,12 @@ impl Stream {
         memory_start_seq: u64,
         reserver: Option<SeqReserver>,
     ) -> Result<Stream> {
+        let mut reserved_until = memory_start_seq;
+        if let (Persistence::Memory, Some(reserve)) = (def.persistence, &reserver) {
+            // The first block now, on the opener's thread, so that no append waits for it.
+            reserved_until += SEQ_RESERVATION_BLOCK;
+            reserve(reserved_until)?;
+        }
         let log = match def.persistence {
             Persistence::File => Log::File(Box::new(FileLog::open(
                 &def.name,
@@ -155,13 +166,12 @@ impl Stream {
                 log,
                 deleted: false,
                 failed: None,
-                reserved_until: memory_start_seq,
+                reservation: Reservation::new(reserved_until),
                 counters: StreamCounters::default(),
             }),
             progress,
             sync_flags: Mutex::new(SyncFlags::default()),
             sync_cv: Condvar::new(),
-            sync_lock: Mutex::new(()),
             syncer: Mutex::new(None),
             clock,
             reserver,
@@ -190,23 +200,13 @@ impl Stream {
 
     /// Appends a batch and waits until it is durable. Returns the records' sequence numbers.
     pub async fn append(&self, records: Vec<NewRecord>) -> Result<Range<u64>> {
-        if self.state().def.flush_on_write {
-            // The append fsyncs inline; keep that off the async worker threads.
-            let this = self.clone();
-            return tokio::task::spawn_blocking(move || {
-                this.append_nowait(&records)?.wait_blocking()
-            })
-            .await
-            .map_err(|e| Error::StorageFailed {
-                name: self.0.name.clone(),
-                reason: e.to_string(),
-            })?;
-        }
         self.append_nowait(&records)?.durable().await
     }
 
-    /// Writes a batch (all or nothing) and returns at once; the returned handle resolves when the
-    /// batch is durable. Errors here mean nothing of the batch was stored.
+    /// Writes a batch (all or nothing) to the page cache and returns at once; the returned
+    /// handle resolves when the batch is durable (the syncer thread fsyncs, also for
+    /// `flush_on_write`, so this is safe to call from async code). Errors here mean nothing of
+    /// the batch was stored.
     pub fn append_nowait(&self, records: &[NewRecord]) -> Result<PendingAppend> {
         if records.is_empty() {
             return Err(Error::InvalidRecord(
@@ -240,47 +240,38 @@ impl Stream {
             });
         }
         self.make_room(&mut st, batch_len + overhead, records.len() as u64)?;
+        if matches!(st.log, Log::Memory(_)) {
+            let need = st.log.next_seq() + records.len() as u64;
+            self.reserve_for(&mut st, need)?;
+        }
         let now = (self.0.clock)();
         let (first, _) = match &mut st.log {
             Log::File(l) => l.append(records, now)?,
-            Log::Memory(l) => {
-                let need = l.next_seq() + records.len() as u64;
-                if need > st.reserved_until {
-                    if let Some(reserve) = &self.0.reserver {
-                        reserve(need + SEQ_RESERVATION_BLOCK)?;
-                    }
-                    st.reserved_until = need + SEQ_RESERVATION_BLOCK;
-                }
-                let Log::Memory(l) = &mut st.log else {
-                    unreachable!()
-                };
-                l.append(records, now)
-            }
+            Log::Memory(l) => l.append(records, now),
         };
         st.counters.appended_records += records.len() as u64;
         st.counters.appended_bytes += batch_len;
         let range = first..first + records.len() as u64;
-        let flush_inline = st.def.flush_on_write;
-        let pending = PendingAppend {
-            range: range.clone(),
+        let flush_on_write = st.def.flush_on_write;
+        let is_file = matches!(st.log, Log::File(_));
+        drop(st);
+        let own_round = match is_file {
+            false => {
+                self.publish_durable(range.end);
+                0
+            }
+            true if flush_on_write => request_own_round(&self.0),
+            true => {
+                request_sync(&self.0);
+                0
+            }
+        };
+        Ok(PendingAppend {
+            range,
+            own_round,
             name: self.0.name.clone(),
             rx: self.0.progress.subscribe(),
-        };
-        match &mut st.log {
-            Log::Memory(_) => {
-                drop(st);
-                self.publish_durable(range.end);
-            }
-            Log::File(_) if flush_inline => {
-                drop(st);
-                crate::sync::sync_round(&self.0);
-            }
-            Log::File(_) => {
-                drop(st);
-                crate::sync::request_sync(&self.0);
-            }
-        }
-        Ok(pending)
+        })
     }
 
     pub(crate) fn publish_durable(&self, end: u64) {
@@ -296,19 +287,19 @@ impl Stream {
         self.state().def.clone()
     }
 
+    /// The stream's definition and storage state, from memory: no disk read, so it is cheap
+    /// enough for every metrics scrape.
     pub fn describe(&self) -> Result<StreamDescription> {
         let durable_end = self.0.progress.borrow().durable_end;
         let mut st = self.state();
         let st = &mut *st;
         let first = st.log.first_seq();
-        let (oldest, segments) = match &mut st.log {
+        let (oldest, segments) = match &st.log {
             Log::File(l) => {
-                let oldest = if first < durable_end {
-                    l.oldest_timestamp()?
-                } else {
-                    None
-                };
                 st.counters.damage = l.damage;
+                let oldest = (first < durable_end)
+                    .then(|| l.oldest_timestamp())
+                    .flatten();
                 (oldest, l.segment_count())
             }
             Log::Memory(l) => (l.oldest_timestamp(), 0),
@@ -341,6 +332,11 @@ impl Stream {
         st.def = def;
         if st.def.strategy_on_full == StrategyOnFull::OverwriteOldestData {
             self.make_room(&mut st, 0, 0)?;
+            if matches!(st.log, Log::File(_)) {
+                drop(st);
+                // Dropped segments' files are removed by the syncer.
+                request_sync(&self.0);
+            }
         }
         Ok(())
     }

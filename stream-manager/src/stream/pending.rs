@@ -14,6 +14,8 @@ use crate::sync::block_on;
 #[must_use = "an append is acknowledged only once `durable` or `wait_blocking` returns"]
 pub struct PendingAppend {
     pub(super) range: Range<u64>,
+    /// The sync round of its own this append waits for (`flush_on_write`), or 0.
+    pub(super) own_round: u64,
     pub(super) name: String,
     pub(super) rx: watch::Receiver<Progress>,
 }
@@ -25,17 +27,18 @@ impl PendingAppend {
 
     /// Resolves once every record of the append is durable.
     pub async fn durable(mut self) -> Result<Range<u64>> {
-        let end = self.range.end;
+        let (end, own_round) = (self.range.end, self.own_round);
+        let done = |p: &Progress| p.durable_end >= end && p.own_rounds >= own_round;
         let p = self
             .rx
-            .wait_for(|p| p.durable_end >= end || p.failed.is_some() || p.closed)
+            .wait_for(|p| done(p) || p.failed.is_some() || p.closed)
             .await
             .map(|p| p.clone())
             .unwrap_or_else(|_| Progress {
                 closed: true,
                 ..Default::default()
             });
-        if p.durable_end >= end {
+        if done(&p) {
             return Ok(self.range);
         }
         Err(Error::StorageFailed {

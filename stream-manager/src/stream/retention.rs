@@ -1,10 +1,27 @@
 //! Retention: by size when an append needs room (per the stream's strategy when full), and by
 //! age when the manager's sweep asks (`enforce_ttl`). Both drop whole segments, oldest first,
-//! and count what they dropped.
+//! and count what they dropped. A drop only forgets the segment; its files are removed by the
+//! syncer thread (see log/rotation.rs), so size retention inside an append does no file I/O.
 
 use super::{Log, State, Stream};
 use crate::definition::StrategyOnFull;
 use crate::error::{Error, Result};
+use crate::sync::request_sync;
+
+/// Applies the time to live of every stream once; returns the number of records removed.
+/// Blocking (it reads the tails of old segments): run it on a blocking thread.
+pub(crate) fn sweep_ttl(streams: &[Stream]) -> u64 {
+    let mut removed = 0;
+    for s in streams {
+        match s.enforce_ttl() {
+            Ok(n) => removed += n,
+            Err(e) => {
+                tracing::warn!(stream = s.name(), error = %e, "time-to-live sweep failed")
+            }
+        }
+    }
+    removed
+}
 
 impl Stream {
     /// Size retention for an append of `needed` bytes in `count` records: refuse it
@@ -33,6 +50,7 @@ impl Stream {
     }
 
     /// Removes records older than the stream's time to live. Returns how many were removed.
+    /// Blocking: it may read the tail of old segments, so call it from a blocking thread.
     pub fn enforce_ttl(&self) -> Result<u64> {
         let mut st = self.state();
         let Some(ttl) = st.def.time_to_live_ms else {
@@ -57,6 +75,14 @@ impl Stream {
             removed += n;
         }
         st.counters.dropped_by_ttl_records += removed;
+        if removed > 0 {
+            if let Log::File(l) = &mut st.log {
+                l.refresh_oldest();
+                drop(st);
+                // The syncer removes the dropped segments' files.
+                request_sync(&self.0);
+            }
+        }
         Ok(removed)
     }
 }
