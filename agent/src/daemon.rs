@@ -95,16 +95,20 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 
 async fn open_streams(cfg: &AgentConfig) -> anyhow::Result<Arc<StreamManager>> {
     let data_dir = cfg.data_dir.clone();
-    let manager = tokio::task::spawn_blocking(move || {
-        StreamManager::open(&data_dir, ManagerOptions::default())
+    let streams = cfg.streams.clone();
+    // Opening recovers segments and commits definitions (fsync): the blocking pool's work.
+    let manager = tokio::task::spawn_blocking(move || -> anyhow::Result<StreamManager> {
+        let manager = StreamManager::open(&data_dir, ManagerOptions::default())
+            .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+        for def in streams {
+            let name = def.name.clone();
+            manager
+                .ensure_stream(def)
+                .with_context(|| format!("opening stream {name:?}"))?;
+        }
+        Ok(manager)
     })
-    .await?
-    .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
-    for def in &cfg.streams {
-        manager
-            .ensure_stream(def.clone())
-            .with_context(|| format!("opening stream {:?}", def.name))?;
-    }
+    .await??;
     tracing::info!(data_dir = %cfg.data_dir.display(), streams = manager.list().len(), "streams open");
     Ok(Arc::new(manager))
 }

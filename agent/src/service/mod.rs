@@ -85,7 +85,8 @@ impl Service {
     pub async fn create(&self, def: StreamDefinition) -> Result<StreamView, Error> {
         self.check_exports(&def)?;
         let name = def.name.clone();
-        self.manager.create_stream(def)?;
+        self.blocking(move |m| m.create_stream(def).map(drop))
+            .await?;
         self.exports_follow().await;
         self.describe(&name)
     }
@@ -99,13 +100,14 @@ impl Service {
             )));
         }
         self.check_exports(&def)?;
-        self.manager.update_stream(def)?;
+        self.blocking(move |m| m.update_stream(def)).await?;
         self.exports_follow().await;
         self.describe(name)
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), Error> {
-        self.manager.delete_stream(name)?;
+        let name = name.to_string();
+        self.blocking(move |m| m.delete_stream(&name)).await?;
         self.exports_follow().await;
         Ok(())
     }
@@ -165,6 +167,18 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Runs a catalog change (an fsynced SQLite commit, files created or removed, a syncer
+    /// thread joined) on the blocking pool, never on a runtime thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ferry_stream_manager::StreamManager) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let manager = self.manager.clone();
+        tokio::task::spawn_blocking(move || f(&manager))
+            .await
+            .map_err(|e| Error::Internal(format!("stream definition task failed: {e}")))?
     }
 
     /// Waits until the export supervisor has applied the definitions as they are now.
