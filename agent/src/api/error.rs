@@ -4,7 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferry_stream_manager::Error;
-use serde::Serialize;
+
+use crate::service::views::{ErrorAnswer, ErrorView};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -58,26 +59,14 @@ impl From<Error> for ApiError {
     }
 }
 
-/// The `error` object of an error answer.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    pub code: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oldest_sequence_number: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ErrorAnswer {
-    error: ErrorBody,
-}
-
 impl ApiError {
-    pub fn body(self) -> ErrorBody {
-        ErrorBody {
-            code: self.code,
-            message: self.message,
-            oldest_sequence_number: self.oldest_sequence_number,
+    pub fn body(self) -> ErrorAnswer {
+        ErrorAnswer {
+            error: ErrorView {
+                code: self.code.to_string(),
+                message: self.message,
+                oldest_sequence_number: self.oldest_sequence_number,
+            },
         }
     }
 }
@@ -85,6 +74,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
-        (status, Json(ErrorAnswer { error: self.body() })).into_response()
+        (status, Json(self.body())).into_response()
     }
 }

@@ -5,8 +5,6 @@
 //! "payload"}` where `payload` (text) is present only when the payload is valid UTF-8. Appends
 //! take `payload` (text) or `payload_base64`, and optional `metadata`.
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,29 +13,12 @@ use axum::Json;
 use base64::Engine;
 use ferry_connectors::json::BASE64 as B64;
 use ferry_stream_manager::NewRecord;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::streams::{body_bytes, parse_json};
 use super::{ApiError, ApiState};
-use crate::service::views::{RecordView, RecordsRead};
+use crate::service::views::{AppendRequest, RecordIn, RecordView, RecordsRead};
 use crate::service::{Follower, ReadRequest};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppendBody {
-    records: Vec<InRecord>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InRecord {
-    #[serde(default)]
-    payload: Option<String>,
-    #[serde(default)]
-    payload_base64: Option<String>,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-}
 
 pub async fn append(
     State(state): State<ApiState>,
@@ -54,7 +35,7 @@ pub async fn append(
     let records = if raw {
         vec![NewRecord::new(body_bytes(&state, body).await?)]
     } else {
-        let body: AppendBody = parse_json(&state, body).await?;
+        let body: AppendRequest = parse_json(&state, body).await?;
         body.records
             .into_iter()
             .enumerate()
@@ -65,7 +46,7 @@ pub async fn append(
     Ok((StatusCode::CREATED, Json(appended)).into_response())
 }
 
-fn to_record(i: usize, r: InRecord) -> Result<NewRecord, ApiError> {
+fn to_record(i: usize, r: RecordIn) -> Result<NewRecord, ApiError> {
     let payload = match (r.payload, r.payload_base64) {
         (Some(text), None) => text.into_bytes(),
         (None, Some(b)) => B64.decode(b.as_bytes()).map_err(|e| {
@@ -123,12 +104,6 @@ pub async fn read(
     Ok(Json(read).into_response())
 }
 
-/// The last line of a follow body that ended with an error.
-#[derive(Serialize)]
-struct ErrorLine {
-    error: super::error::ErrorBody,
-}
-
 /// Streams records as NDJSON, one per line, until the client goes away, the stream is deleted
 /// or Ferry stops taking data. An error (e.g. the reader fell behind retention) ends the body
 /// with a final `{"error": ...}` line.
@@ -144,9 +119,7 @@ fn follow(follower: Follower) -> Response {
                 chunk
             }
             Err(e) => {
-                let line = ErrorLine {
-                    error: ApiError::from(e).body(),
-                };
+                let line = ApiError::from(e).body();
                 format!("{}\n", serde_json::to_string(&line).ok()?)
             }
         };

@@ -57,6 +57,48 @@ pub struct ExportView {
     pub lag_bytes: u64,
 }
 
+/// The body of an error answer: `{"error": {"code", "message", "oldest_sequence_number"?}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorAnswer {
+    pub error: ErrorView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorView {
+    /// Stable and machine-readable (`stream_full`, `sequence_trimmed`, ...).
+    pub code: String,
+    pub message: String,
+    /// With `sequence_trimmed`: where reading can start again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_sequence_number: Option<u64>,
+}
+
+/// One line of a follow answer: a record, or the error that ended it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FollowLine {
+    Error(ErrorAnswer),
+    Record(RecordView),
+}
+
+/// An append request: each record has `payload` (text) or `payload_base64`, and metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendRequest {
+    pub records: Vec<RecordIn>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// The answer to an append: the sequence numbers the records got.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Appended {

@@ -5,12 +5,18 @@ use std::io::{BufRead, Write};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use ferry_stream_manager::{Persistence, StrategyOnFull, StreamDefinition};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use crate::service::views::{Appended, RecordView, RecordsRead, StreamList, StreamView};
+mod print;
+
+use crate::service::views::{
+    AppendRequest, Appended, ErrorAnswer, FollowLine, RecordIn, RecordsRead, StreamList, StreamView,
+};
+use print::{persistence_name, print_description, print_record};
 
 #[derive(Args)]
 pub struct StreamsArgs {
@@ -36,16 +42,16 @@ pub struct StreamsArgs {
 #[derive(Args)]
 struct CreateArgs {
     name: String,
-    #[arg(long, default_value = "file", value_parser = ["file", "memory"])]
-    persistence: String,
+    #[arg(long, default_value = "file", value_parser = parse_persistence)]
+    persistence: Persistence,
     #[arg(long)]
     max_size_bytes: Option<u64>,
     #[arg(long)]
     segment_size_bytes: Option<u64>,
     #[arg(long)]
     time_to_live_ms: Option<u64>,
-    #[arg(long, value_parser = ["reject_new_data", "overwrite_oldest_data"])]
-    strategy_on_full: Option<String>,
+    #[arg(long, value_parser = parse_strategy)]
+    strategy_on_full: Option<StrategyOnFull>,
     #[arg(long)]
     flush_on_write: bool,
 }
@@ -88,6 +94,24 @@ enum StreamsCommand {
     Read(ReadArgs),
 }
 
+fn parse_persistence(s: &str) -> Result<Persistence, String> {
+    match s {
+        "file" => Ok(Persistence::File),
+        "memory" => Ok(Persistence::Memory),
+        _ => Err(format!("{s:?} is not file or memory")),
+    }
+}
+
+fn parse_strategy(s: &str) -> Result<StrategyOnFull, String> {
+    match s {
+        "reject_new_data" => Ok(StrategyOnFull::RejectNewData),
+        "overwrite_oldest_data" => Ok(StrategyOnFull::OverwriteOldestData),
+        _ => Err(format!(
+            "{s:?} is not reject_new_data or overwrite_oldest_data"
+        )),
+    }
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -121,12 +145,19 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let code = body["error"]["code"].as_str().unwrap_or("http_error");
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or(""));
-        bail!("{code}: {message} (HTTP {})", status.as_u16())
+        match resp.json::<ErrorAnswer>().await {
+            Ok(a) => bail!(
+                "{}: {} (HTTP {})",
+                a.error.code,
+                a.error.message,
+                status.as_u16()
+            ),
+            Err(_) => bail!(
+                "http_error: {} (HTTP {})",
+                status.canonical_reason().unwrap_or(""),
+                status.as_u16()
+            ),
+        }
     }
 
     /// Sends and parses the answer as the service's typed view.
@@ -165,7 +196,11 @@ pub async fn run(args: StreamsArgs) -> Result<()> {
             c.send(c.request(Method::DELETE, &stream_path(&name)))
                 .await?;
             if c.json {
-                writeln!(out, "{}", json!({"deleted": name}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&Deleted { deleted: name })?
+                )?;
             } else {
                 writeln!(out, "deleted stream {name}")?;
             }
@@ -174,6 +209,12 @@ pub async fn run(args: StreamsArgs) -> Result<()> {
         StreamsCommand::Append { name, data, meta } => append(&c, out, &name, data, meta).await,
         StreamsCommand::Read(a) => read(&c, out, a).await,
     }
+}
+
+/// `delete --json`'s answer.
+#[derive(Serialize)]
+struct Deleted {
+    deleted: String,
 }
 
 async fn list(c: &Client, out: &mut impl Write) -> Result<()> {
@@ -189,12 +230,11 @@ async fn list(c: &Client, out: &mut impl Write) -> Result<()> {
     )?;
     for s in &v.streams {
         let st = &s.status;
-        let persistence = serde_json::to_value(s.definition.persistence)?;
         writeln!(
             out,
             "{:<24} {:<11} {:>12} {:>14} {:>12} {:>12}",
             s.name,
-            persistence.as_str().unwrap_or(""),
+            persistence_name(s.definition.persistence),
             st.records,
             st.total_bytes,
             st.first_sequence_number,
@@ -206,19 +246,18 @@ async fn list(c: &Client, out: &mut impl Write) -> Result<()> {
 }
 
 async fn create(c: &Client, out: &mut impl Write, a: CreateArgs) -> Result<()> {
-    let mut def =
-        json!({"name": a.name, "persistence": a.persistence, "flush_on_write": a.flush_on_write});
+    let mut def = StreamDefinition::new(a.name);
+    def.persistence = a.persistence;
+    def.flush_on_write = a.flush_on_write;
+    def.time_to_live_ms = a.time_to_live_ms;
     if let Some(v) = a.max_size_bytes {
-        def["max_size_bytes"] = json!(v);
+        def.max_size_bytes = v;
     }
     if let Some(v) = a.segment_size_bytes {
-        def["segment_size_bytes"] = json!(v);
-    }
-    if let Some(v) = a.time_to_live_ms {
-        def["time_to_live_ms"] = json!(v);
+        def.segment_size_bytes = v;
     }
     if let Some(v) = a.strategy_on_full {
-        def["strategy_on_full"] = json!(v);
+        def.strategy_on_full = v;
     }
     let v: StreamView = c
         .call(c.request(Method::POST, "/v1/streams").json(&def))
@@ -244,18 +283,20 @@ async fn append(
     if payloads.is_empty() {
         bail!("nothing to append: give --data or lines on stdin");
     }
-    let metadata: serde_json::Map<String, Value> =
-        meta.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    let records: Vec<Value> = payloads
-        .iter()
-        .map(|p| json!({"payload": p, "metadata": metadata}))
-        .collect();
+    let metadata: std::collections::BTreeMap<String, String> = meta.into_iter().collect();
+    let request = AppendRequest {
+        records: payloads
+            .into_iter()
+            .map(|p| RecordIn {
+                payload: Some(p),
+                payload_base64: None,
+                metadata: metadata.clone(),
+            })
+            .collect(),
+    };
     let path = format!("{}/records", stream_path(name));
     let v: Appended = c
-        .call(
-            c.request(Method::POST, &path)
-                .json(&json!({"records": records})),
-        )
+        .call(c.request(Method::POST, &path).json(&request))
         .await?;
     if c.json {
         writeln!(out, "{}", serde_json::to_string(&v)?)?;
@@ -295,97 +336,11 @@ async fn read(c: &Client, out: &mut impl Write, a: ReadArgs) -> Result<()> {
         pending.extend_from_slice(&chunk?);
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=i).collect();
-            let v: Value = serde_json::from_slice(&line)?;
-            if let Some(e) = v.get("error") {
-                bail!(
-                    "{}: {}",
-                    e["code"].as_str().unwrap_or(""),
-                    e["message"].as_str().unwrap_or("")
-                );
+            match serde_json::from_slice::<FollowLine>(&line)? {
+                FollowLine::Error(a) => bail!("{}: {}", a.error.code, a.error.message),
+                FollowLine::Record(r) => print_record(out, &r, c.json)?,
             }
-            print_record(out, &serde_json::from_value(v)?, c.json)?;
             out.flush()?;
-        }
-    }
-    Ok(())
-}
-
-fn print_record(out: &mut impl Write, r: &RecordView, json: bool) -> Result<()> {
-    if json {
-        writeln!(out, "{}", serde_json::to_string(r)?)?;
-        return Ok(());
-    }
-    let payload = match &r.payload {
-        Some(text) => text.clone(),
-        None => format!("base64:{}", r.payload_base64),
-    };
-    let topic = r.metadata.get("topic").map_or("-", String::as_str);
-    writeln!(
-        out,
-        "{:>10}  {:>13}  {:<24}  {payload}",
-        r.sequence_number, r.timestamp_ms, topic
-    )?;
-    Ok(())
-}
-
-fn print_description(out: &mut impl Write, v: &StreamView, json: bool) -> Result<()> {
-    if json {
-        writeln!(out, "{}", serde_json::to_string(v)?)?;
-        return Ok(());
-    }
-    let shown = |val: Value| match val {
-        Value::String(t) => t,
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    };
-    let d = &v.definition;
-    let s = &v.status;
-    for (k, val) in [
-        ("name", json!(v.name)),
-        ("persistence", json!(d.persistence)),
-        ("max_size_bytes", json!(d.max_size_bytes)),
-        ("segment_size_bytes", json!(d.segment_size_bytes)),
-        ("time_to_live_ms", json!(d.time_to_live_ms)),
-        ("strategy_on_full", json!(d.strategy_on_full)),
-        ("flush_on_write", json!(d.flush_on_write)),
-        ("exports", json!(d.exports.len())),
-        ("first_sequence_number", json!(s.first_sequence_number)),
-        ("last_sequence_number", json!(s.last_sequence_number)),
-        ("records", json!(s.records)),
-        ("total_bytes", json!(s.total_bytes)),
-        ("segments", json!(s.segments)),
-        (
-            "oldest_record_timestamp_ms",
-            json!(s.oldest_record_timestamp_ms),
-        ),
-    ] {
-        writeln!(out, "{k:<34} {}", shown(val))?;
-    }
-    for e in &v.exports {
-        let st = &e.status;
-        let dropped = st.records_dropped_by_retention + st.records_skipped;
-        let error = st
-            .last_error
-            .as_ref()
-            .map_or(String::new(), |err| format!(", last error: {err}"));
-        writeln!(
-            out,
-            "{:<34} {} ({}, priority {}): {}, checkpoint {}, lag {} records ({} bytes), sent {}, retries {}, dropped {dropped}{error}",
-            "export",
-            st.identifier,
-            st.kind,
-            st.priority,
-            st.state,
-            st.checkpoint,
-            e.lag_records,
-            e.lag_bytes,
-            st.records_sent,
-            st.retries,
-        )?;
-    }
-    if let Value::Object(counters) = serde_json::to_value(&s.counters)? {
-        for (k, val) in counters {
-            writeln!(out, "{:<34} {val}", format!("counters.{k}"))?;
         }
     }
     Ok(())
