@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use support::api::Daemon;
 
 fn stream_with_export(name: &str, export: Value) -> Value {
-    json!({"name": name, "exports": [export]})
+    json!({"name": name, "max_size_bytes": 65536, "exports": [export]})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,8 +94,25 @@ async fn exports_start_and_stop_with_the_definition_that_declares_them() {
         v["exports"][0]["identifier"], "e",
         "the create answer already shows the export: {v}"
     );
+    // An update that does not name the exports keeps them, and the segment size with them.
+    let segment = v["definition"]["segment_size_bytes"].clone();
     let (s, v) = d
-        .call(Method::PUT, "/v1/streams/s", Some(json!({"name": "s"})))
+        .call(
+            Method::PATCH,
+            "/v1/streams/s",
+            Some(json!({"max_size_bytes": 1048576})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["definition"]["max_size_bytes"], 1048576);
+    assert_eq!(v["definition"]["segment_size_bytes"], segment);
+    assert_eq!(v["exports"][0]["identifier"], "e", "{v}");
+    let (s, v) = d
+        .call(
+            Method::PUT,
+            "/v1/streams/s",
+            Some(json!({"name": "s", "exports": []})),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(
@@ -108,4 +125,30 @@ async fn exports_start_and_stop_with_the_definition_that_declares_them() {
         !metrics.contains("export=\"e\""),
         "no export left in /metrics:\n{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_updates_only_what_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", None);
+    let (ok, _, err) = d.cli(&[
+        "create",
+        "u",
+        "--max-size-bytes",
+        "65536",
+        "--time-to-live-ms",
+        "60000",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = d.cli(&["update", "u", "--strategy-on-full", "overwrite_oldest_data"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("overwrite_oldest_data"), "{out}");
+    let (_, v) = d.call(Method::GET, "/v1/streams/u", None).await;
+    assert_eq!(v["definition"]["max_size_bytes"], 65536);
+    assert_eq!(v["definition"]["time_to_live_ms"], 60000);
+    let (ok, _, err) = d.cli(&["update", "u", "--no-time-to-live"]);
+    assert!(ok, "{err}");
+    let (_, v) = d.call(Method::GET, "/v1/streams/u", None).await;
+    assert_eq!(v["definition"]["time_to_live_ms"], Value::Null);
+    assert_eq!(v["definition"]["strategy_on_full"], "overwrite_oldest_data");
 }

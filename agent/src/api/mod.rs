@@ -6,7 +6,7 @@
 //! GET    /v1/streams                          list (with storage status)
 //! POST   /v1/streams                          create (body: a stream definition)
 //! GET    /v1/streams/{name}                   describe
-//! PUT    /v1/streams/{name}                   update (limits, strategy, TTL, exports)
+//! PUT    /v1/streams/{name}                   update the fields the body names (PATCH too)
 //! DELETE /v1/streams/{name}                   delete
 //! POST   /v1/streams/{name}/records           append one record or a batch
 //! GET    /v1/streams/{name}/records?from=…    read (long poll with wait_ms; follow=true streams NDJSON)
@@ -51,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/streams/:name",
             get(streams::describe)
                 .put(streams::update)
+                .patch(streams::update)
                 .delete(streams::delete),
         )
         .route(

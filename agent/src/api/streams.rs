@@ -10,7 +10,7 @@ use ferry_stream_manager::StreamDefinition;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, ApiState};
-use crate::service::views::{StreamList, StreamView};
+use crate::service::views::{StreamList, StreamPatch, StreamView};
 
 /// Reads a request body up to the configured limit.
 pub async fn body_bytes(state: &ApiState, body: Body) -> Result<Bytes, ApiError> {
@@ -38,9 +38,12 @@ pub async fn parse_json<T: DeserializeOwned>(state: &ApiState, body: Body) -> Re
     })
 }
 
-/// A stream definition from a request body: invalid JSON is `malformed_json`; valid JSON that
-/// is not a valid definition is `invalid_definition`, naming the field's path.
-async fn parse_definition(state: &ApiState, body: Body) -> Result<StreamDefinition, ApiError> {
+/// A typed body (a definition or a patch): invalid JSON is `malformed_json`; valid JSON that
+/// does not fit is `invalid_definition`, naming the field's path.
+async fn parse_definition<T: DeserializeOwned>(
+    state: &ApiState,
+    body: Body,
+) -> Result<T, ApiError> {
     let value: serde_json::Value = parse_json(state, body).await?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -61,7 +64,7 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<StreamList>, Api
 }
 
 pub async fn create(State(state): State<ApiState>, body: Body) -> Result<Response, ApiError> {
-    let def = parse_definition(&state, body).await?;
+    let def: StreamDefinition = parse_definition(&state, body).await?;
     let view = state.service.create(def).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -73,13 +76,14 @@ pub async fn describe(
     Ok(Json(state.service.describe(&name)?))
 }
 
+/// `PUT` and `PATCH`: change the fields the body names.
 pub async fn update(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<StreamView>, ApiError> {
-    let def = parse_definition(&state, body).await?;
-    Ok(Json(state.service.update(&name, def).await?))
+    let patch: StreamPatch = parse_definition(&state, body).await?;
+    Ok(Json(state.service.update(&name, patch).await?))
 }
 
 pub async fn delete(

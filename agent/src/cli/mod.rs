@@ -14,7 +14,8 @@ use serde::Serialize;
 mod print;
 
 use crate::service::views::{
-    AppendRequest, Appended, ErrorAnswer, FollowLine, RecordIn, RecordsRead, StreamList, StreamView,
+    AppendRequest, Appended, ErrorAnswer, FollowLine, RecordIn, RecordsRead, StreamList,
+    StreamPatch, StreamView,
 };
 use print::{persistence_name, print_description, print_record};
 
@@ -41,32 +42,68 @@ pub struct StreamsArgs {
 /// The definition fields `ferry streams create` takes.
 #[derive(Args)]
 struct CreateArgs {
+    /// The stream's name: 1-255 ASCII letters, digits, space, '_', '-', ',' and '.'.
     name: String,
+    /// Where records live: on disk (`file`) or only in memory (`memory`).
     #[arg(long, default_value = "file", value_parser = parse_persistence)]
     persistence: Persistence,
+    /// Most bytes the stream holds (default 256 MiB); what happens then is --strategy-on-full.
     #[arg(long)]
     max_size_bytes: Option<u64>,
+    /// Size of one segment file (default 16 MiB, or a quarter of a smaller stream).
     #[arg(long)]
     segment_size_bytes: Option<u64>,
+    /// Remove records older than this many milliseconds (default: keep them).
     #[arg(long)]
     time_to_live_ms: Option<u64>,
+    /// When full: refuse new records (`reject_new_data`, default) or drop the oldest
+    /// (`overwrite_oldest_data`).
     #[arg(long, value_parser = parse_strategy)]
     strategy_on_full: Option<StrategyOnFull>,
+    /// Fsync every append on its own instead of sharing fsyncs (group commit).
     #[arg(long)]
     flush_on_write: bool,
 }
 
+/// What `ferry streams update` may change; what is not given stays as it is.
+#[derive(Args)]
+struct UpdateArgs {
+    /// The stream to change.
+    name: String,
+    /// New size limit in bytes.
+    #[arg(long)]
+    max_size_bytes: Option<u64>,
+    /// New segment size in bytes (applies to segments opened from now on).
+    #[arg(long)]
+    segment_size_bytes: Option<u64>,
+    /// New time to live in milliseconds.
+    #[arg(long, conflicts_with = "no_time_to_live")]
+    time_to_live_ms: Option<u64>,
+    /// Keep records until size retention removes them (no time to live).
+    #[arg(long)]
+    no_time_to_live: bool,
+    /// `reject_new_data` or `overwrite_oldest_data`.
+    #[arg(long, value_parser = parse_strategy)]
+    strategy_on_full: Option<StrategyOnFull>,
+    /// `true`: fsync every append on its own; `false`: group commit.
+    #[arg(long)]
+    flush_on_write: Option<bool>,
+}
+
 #[derive(Args)]
 struct ReadArgs {
+    /// The stream to read.
     name: String,
+    /// First sequence number to read (default: the oldest still available).
     #[arg(long)]
     from: Option<u64>,
+    /// Most records to print (at most 10,000 per request).
     #[arg(long, default_value_t = 100)]
     max_count: usize,
     /// Wait this long for a first record.
     #[arg(long, default_value_t = 0)]
     wait_ms: u64,
-    /// Keep printing records as they arrive.
+    /// Keep printing records as they arrive, until Ctrl-C.
     #[arg(long)]
     follow: bool,
 }
@@ -76,14 +113,24 @@ enum StreamsCommand {
     /// List streams with their storage status.
     List,
     /// Show a stream's definition and status.
-    Describe { name: String },
+    Describe {
+        /// The stream to show.
+        name: String,
+    },
     /// Create a stream.
     Create(CreateArgs),
+    /// Change some of a stream's settings; the others stay as they are.
+    Update(UpdateArgs),
     /// Delete a stream and its data.
-    Delete { name: String },
+    Delete {
+        /// The stream to delete.
+        name: String,
+    },
     /// Append records: each --data value is one record; without --data, each stdin line is one.
     Append {
+        /// The stream to append to.
         name: String,
+        /// A record's payload (text); repeat for several records.
         #[arg(long)]
         data: Vec<String>,
         /// Metadata for every record, as key=value.
@@ -192,6 +239,7 @@ pub async fn run(args: StreamsArgs) -> Result<()> {
             print_description(out, &v, c.json)
         }
         StreamsCommand::Create(a) => create(&c, out, a).await,
+        StreamsCommand::Update(a) => update(&c, out, a).await,
         StreamsCommand::Delete { name } => {
             c.send(c.request(Method::DELETE, &stream_path(&name)))
                 .await?;
@@ -261,6 +309,25 @@ async fn create(c: &Client, out: &mut impl Write, a: CreateArgs) -> Result<()> {
     }
     let v: StreamView = c
         .call(c.request(Method::POST, "/v1/streams").json(&def))
+        .await?;
+    print_description(out, &v, c.json)
+}
+
+async fn update(c: &Client, out: &mut impl Write, a: UpdateArgs) -> Result<()> {
+    let patch = StreamPatch {
+        max_size_bytes: a.max_size_bytes,
+        segment_size_bytes: a.segment_size_bytes,
+        time_to_live_ms: if a.no_time_to_live {
+            Some(None)
+        } else {
+            a.time_to_live_ms.map(Some)
+        },
+        strategy_on_full: a.strategy_on_full,
+        flush_on_write: a.flush_on_write,
+        ..StreamPatch::default()
+    };
+    let v: StreamView = c
+        .call(c.request(Method::PATCH, &stream_path(&a.name)).json(&patch))
         .await?;
     print_description(out, &v, c.json)
 }

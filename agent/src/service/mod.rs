@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exports::Exports;
 pub use reads::{Follower, ReadRequest};
-use views::{Appended, ExportView, StreamList, StreamView};
+use views::{Appended, ExportView, StreamList, StreamPatch, StreamView};
 
 /// How long a change waits for the export supervisor to apply it, so the answer to a create
 /// or update already shows the exports it defines.
@@ -91,14 +91,15 @@ impl Service {
         self.describe(&name)
     }
 
-    /// Replaces the definition of stream `name` (a stream cannot be renamed).
-    pub async fn update(&self, name: &str, def: StreamDefinition) -> Result<StreamView, Error> {
-        if def.name != name {
+    /// Changes the fields of stream `name`'s definition that `patch` names (a stream cannot be
+    /// renamed).
+    pub async fn update(&self, name: &str, patch: StreamPatch) -> Result<StreamView, Error> {
+        if let Some(other) = patch.name.as_deref().filter(|n| *n != name) {
             return Err(Error::InvalidDefinition(format!(
-                "the body names stream {:?} but the path names {name:?}; a stream cannot be renamed",
-                def.name
+                "the body names stream {other:?} but the path names {name:?}; a stream cannot be renamed"
             )));
         }
+        let def = patch.apply(self.manager.stream(name)?.definition());
         self.check_exports(&def)?;
         self.blocking(move |m| m.update_stream(def)).await?;
         self.exports_follow().await;

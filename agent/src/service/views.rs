@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use ferry_connectors::json::BASE64;
 use ferry_stream_manager::export::ExportStatus;
-use ferry_stream_manager::{Record, StreamDefinition, StreamDescription};
+use ferry_stream_manager::{
+    ExportDefinition, Persistence, Record, StrategyOnFull, StreamDefinition, StreamDescription,
+};
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/streams`.
@@ -55,6 +57,71 @@ pub struct ExportView {
     pub status: ExportStatus,
     pub lag_records: u64,
     pub lag_bytes: u64,
+}
+
+/// An update of a stream's definition: only the fields it names change (`PUT` and `PATCH`
+/// alike). `"time_to_live_ms": null` removes the time to live; `"exports": []` removes every
+/// export. A stream cannot be renamed and its persistence cannot change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<Persistence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_size_bytes: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub time_to_live_ms: Option<Option<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy_on_full: Option<StrategyOnFull>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_on_write: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exports: Option<Vec<ExportDefinition>>,
+}
+
+/// A field that is present (`null` included) becomes `Some`, so `null` can mean "remove".
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl StreamPatch {
+    /// `def` with the named fields replaced.
+    pub fn apply(self, mut def: StreamDefinition) -> StreamDefinition {
+        if let Some(v) = self.persistence {
+            def.persistence = v;
+        }
+        if let Some(v) = self.max_size_bytes {
+            def.max_size_bytes = v;
+        }
+        if let Some(v) = self.segment_size_bytes {
+            def.segment_size_bytes = v;
+        }
+        if let Some(v) = self.time_to_live_ms {
+            def.time_to_live_ms = v;
+        }
+        if let Some(v) = self.strategy_on_full {
+            def.strategy_on_full = v;
+        }
+        if let Some(v) = self.flush_on_write {
+            def.flush_on_write = v;
+        }
+        if let Some(v) = self.exports {
+            def.exports = v;
+        }
+        def
+    }
 }
 
 /// The body of an error answer: `{"error": {"code", "message", "oldest_sequence_number"?}}`.
@@ -188,5 +255,45 @@ impl StreamView {
             },
             exports: exports.into_iter().map(|e| ExportView::new(d, e)).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_changes_only_the_fields_it_names() {
+        let mut def = StreamDefinition::new("s");
+        def.segment_size_bytes = 4096;
+        def.time_to_live_ms = Some(60_000);
+        def.exports = vec![serde_json::from_value(serde_json::json!({
+            "identifier": "e", "kind": "http", "settings": {"url": "http://127.0.0.1:9/"}
+        }))
+        .unwrap()];
+        let patch: StreamPatch =
+            serde_json::from_str(r#"{"name": "s", "max_size_bytes": 65536}"#).unwrap();
+        let after = patch.apply(def.clone());
+        assert_eq!(after.max_size_bytes, 65536);
+        assert_eq!(after.segment_size_bytes, 4096, "not named, not changed");
+        assert_eq!(after.exports, def.exports, "not named, not removed");
+        assert_eq!(after.time_to_live_ms, Some(60_000));
+    }
+
+    #[test]
+    fn null_removes_the_time_to_live_and_an_empty_list_the_exports() {
+        let mut def = StreamDefinition::new("s");
+        def.time_to_live_ms = Some(60_000);
+        let patch: StreamPatch =
+            serde_json::from_str(r#"{"time_to_live_ms": null, "exports": []}"#).unwrap();
+        let after = patch.apply(def);
+        assert_eq!(after.time_to_live_ms, None);
+        assert!(after.exports.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_field_in_a_patch_is_refused() {
+        let err = serde_json::from_str::<StreamPatch>(r#"{"max_size": 5}"#).unwrap_err();
+        assert!(err.to_string().contains("max_size"), "{err}");
     }
 }
