@@ -19,6 +19,8 @@ struct Running {
     def: ExportDefinition,
     status: ExportStatusHandle,
     stop: CancellationToken,
+    /// The export's task, when it runs (not when its sink could not be built).
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub struct Exports {
@@ -99,8 +101,16 @@ impl Exports {
             }
             let status: ExportStatusHandle = Arc::default();
             let stop = self.stop.child_token();
-            self.start(&key.0, &def, &status, &stop);
-            running.insert(key, Running { def, status, stop });
+            let task = self.start(&key.0, &def, &status, &stop);
+            running.insert(
+                key,
+                Running {
+                    def,
+                    status,
+                    stop,
+                    task,
+                },
+            );
         }
     }
 
@@ -110,7 +120,7 @@ impl Exports {
         def: &ExportDefinition,
         status: &ExportStatusHandle,
         stop: &CancellationToken,
-    ) {
+    ) -> Option<tokio::task::JoinHandle<()>> {
         // Filled in before the task runs, so a status read right after a change names it.
         *lock(status) = ExportStatus {
             stream: stream.to_string(),
@@ -123,7 +133,7 @@ impl Exports {
         match sinks::build(def, stream, &self.env) {
             Ok(sink) => {
                 tracing::info!(stream, export = %def.identifier, kind = def.kind.name(), priority = def.priority, "export started");
-                self.tasks.spawn(run_export(
+                Some(self.tasks.spawn(run_export(
                     self.manager.clone(),
                     stream.to_string(),
                     def.clone(),
@@ -131,15 +141,36 @@ impl Exports {
                     self.bandwidth.clone(),
                     status.clone(),
                     stop.clone().cancelled_owned(),
-                ));
+                )))
             }
             Err(reason) => {
                 tracing::error!(stream, export = %def.identifier, error = %reason, "export cannot start");
                 let mut s = lock(status);
                 s.state = ExportState::Stopped;
                 s.last_error = Some(reason.to_string());
+                None
             }
         }
+    }
+
+    /// Stops export `id` of `stream`, waits for its task to end (so it commits no checkpoint
+    /// any more), runs `between` (e.g. moving the checkpoint), then starts it again from its
+    /// checkpoint: how an operator resumes a paused export or moves it.
+    pub async fn restart<T>(
+        &self,
+        stream: &str,
+        id: &str,
+        between: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let key = (stream.to_string(), id.to_string());
+        let running = lock(&self.running).remove(&key)?;
+        running.stop.cancel();
+        if let Some(task) = running.task {
+            let _ = task.await;
+        }
+        let out = between.await;
+        self.reconcile();
+        Some(out)
     }
 
     /// Status of every export of `stream` (all streams when `None`), sorted.

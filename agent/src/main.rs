@@ -42,6 +42,8 @@ enum Command {
     },
     /// Inspect and change streams through the running daemon's local API.
     Streams(cli::StreamsArgs),
+    /// Pause, resume, reset or skip an export through the running daemon's local API.
+    Exports(cli::ExportsArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -59,19 +61,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
     match cli.command {
-        Command::Streams(args) => {
-            let builder = tokio::runtime::Builder::new_current_thread();
-            let Some(runtime) = runtime(builder) else {
-                return ExitCode::FAILURE;
-            };
-            match runtime.block_on(cli::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("ferry: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Streams(args) => client(cli::run(args)),
+        Command::Exports(args) => client(cli::run_exports(args)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match AgentConfig::load(Some(&file), &env) {
@@ -115,6 +106,20 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a CLI command on a small runtime; errors go to stderr with exit code 1.
+fn client(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum Error {
     #[error("stream {0:?} was deleted")]
     StreamDeleted(String),
 
+    #[error("stream {stream:?} has no export {export:?}")]
+    ExportNotFound { stream: String, export: String },
+
     #[error("stream {name:?} is full ({bytes} of {max_size_bytes} bytes used) and its strategy is reject_new_data")]
     StreamFull {
         name: String,
@@ -97,6 +100,7 @@ impl Error {
             Error::StreamNotFound(_) => "stream_not_found",
             Error::StreamExists(_) => "stream_exists",
             Error::StreamDeleted(_) => "stream_deleted",
+            Error::ExportNotFound { .. } => "export_not_found",
             Error::StreamFull { .. } => "stream_full",
             Error::RecordTooLarge { .. } => "record_too_large",
             Error::SequenceTrimmed { .. } => "sequence_trimmed",

@@ -180,8 +180,13 @@ impl Daemon {
 
     /// Runs `ferry streams ARGS` against the daemon; returns success, stdout and stderr.
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_of("streams", args)
+    }
+
+    /// Runs `ferry COMMAND ARGS` (a client command: `streams`, `exports`) against the daemon.
+    pub fn cli_of(&self, command: &str, args: &[&str]) -> (bool, String, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.arg("streams").args(args).env("FERRY_URL", &self.api);
+        cmd.arg(command).args(args).env("FERRY_URL", &self.api);
         if let Some(t) = &self.token {
             cmd.env("FERRY_TOKEN", t);
         }

@@ -33,7 +33,9 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::StreamNotFound(_) | Error::StreamDeleted(_) => StatusCode::NOT_FOUND,
+            Error::StreamNotFound(_) | Error::StreamDeleted(_) | Error::ExportNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             Error::StreamExists(_) => StatusCode::CONFLICT,
             Error::InvalidDefinition(_) | Error::InvalidRecord(_) | Error::InvalidRead(_) => {
                 StatusCode::BAD_REQUEST

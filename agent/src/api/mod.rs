@@ -8,6 +8,7 @@
 //! GET    /v1/streams/{name}                   describe
 //! PUT    /v1/streams/{name}                   update the fields the body names (PATCH too)
 //! DELETE /v1/streams/{name}                   delete
+//! POST   /v1/streams/{name}/exports/{id}      pause, resume, reset or skip an export
 //! POST   /v1/streams/{name}/records           append one record or a batch
 //! GET    /v1/streams/{name}/records?from=…    read (long poll with wait_ms; follow=true streams NDJSON)
 //! ```
@@ -53,6 +54,10 @@ pub fn router(state: ApiState) -> Router {
                 .put(streams::update)
                 .patch(streams::update)
                 .delete(streams::delete),
+        )
+        .route(
+            "/v1/streams/:name/exports/:id",
+            axum::routing::post(streams::control_export),
         )
         .route(
             "/v1/streams/:name/records",

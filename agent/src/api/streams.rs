@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, ApiState};
 use crate::service::views::{StreamList, StreamPatch, StreamView};
+use crate::service::ExportControl;
 
 /// Reads a request body up to the configured limit.
 pub async fn body_bytes(state: &ApiState, body: Body) -> Result<Bytes, ApiError> {
@@ -92,4 +93,17 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state.service.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/streams/{name}/exports/{id}` with `{"action": "pause" | "resume"}`,
+/// `{"action": "reset", "to": N}` or `{"action": "skip", "records": N}`.
+pub async fn control_export(
+    State(state): State<ApiState>,
+    Path((name, id)): Path<(String, String)>,
+    body: Body,
+) -> Result<Json<StreamView>, ApiError> {
+    let action: ExportControl = parse_json(&state, body).await?;
+    Ok(Json(
+        state.service.control_export(&name, &id, action).await?,
+    ))
 }

@@ -11,7 +11,10 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod exports;
 mod print;
+
+pub use exports::{run as run_exports, ExportsArgs};
 
 use crate::service::views::{
     AppendRequest, Appended, ErrorAnswer, FollowLine, RecordIn, RecordsRead, StreamList,
@@ -19,8 +22,9 @@ use crate::service::views::{
 };
 use print::{persistence_name, print_description, print_record};
 
+/// How the CLI reaches the daemon; shared by `ferry streams` and `ferry exports`.
 #[derive(Args)]
-pub struct StreamsArgs {
+pub struct ConnectionArgs {
     /// The local API's address.
     #[arg(
         long,
@@ -35,6 +39,12 @@ pub struct StreamsArgs {
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
+}
+
+#[derive(Args)]
+pub struct StreamsArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
     #[command(subcommand)]
     command: StreamsCommand,
 }
@@ -224,13 +234,19 @@ fn stream_path(name: &str) -> String {
     )
 }
 
+impl Client {
+    fn new(c: ConnectionArgs) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: c.url,
+            token: c.token,
+            json: c.json,
+        }
+    }
+}
+
 pub async fn run(args: StreamsArgs) -> Result<()> {
-    let c = Client {
-        http: reqwest::Client::new(),
-        url: args.url,
-        token: args.token,
-        json: args.json,
-    };
+    let c = Client::new(args.connection);
     let out = &mut std::io::stdout().lock();
     match args.command {
         StreamsCommand::List => list(&c, out).await,

@@ -6,6 +6,7 @@
 //! Errors are the stream manager's [`Error`]: every front end maps its stable `code()` to its
 //! own status (HTTP status, Greengrass status code).
 
+mod export_control;
 mod reads;
 pub mod views;
 
@@ -18,6 +19,7 @@ use ferry_stream_manager::{Error, NewRecord, StreamDefinition, StreamDescription
 use tokio_util::sync::CancellationToken;
 
 use crate::exports::Exports;
+pub use export_control::ExportControl;
 pub use reads::{Follower, ReadRequest};
 use views::{Appended, ExportView, StreamList, StreamPatch, StreamView};
 

@@ -47,6 +47,7 @@ pub(super) fn verdict(error: &StreamError, qos: QoS) -> Verdict {
         | StreamError::StreamExists(_)
         | StreamError::SequenceTrimmed { .. }
         | StreamError::InvalidRead(_)
+        | StreamError::ExportNotFound { .. }
         | StreamError::DataDirLocked(_) => None,
     };
     match (permanent, qos) {
