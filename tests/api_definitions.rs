@@ -152,3 +152,15 @@ async fn the_cli_updates_only_what_it_names() {
     assert_eq!(v["definition"]["time_to_live_ms"], Value::Null);
     assert_eq!(v["definition"]["strategy_on_full"], "overwrite_oldest_data");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_an_endpoint_does_not_take_gets_a_json_405() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", None);
+    let (s, v) = d.call(Method::PATCH, "/v1/streams", Some(json!({}))).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{v}"
+    );
+}

@@ -26,6 +26,11 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 type Ingest = Vec<(String, Arc<IngestMetrics>)>;
 
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        "ferry starting"
+    );
     let mut signals = Signals::install()?;
     let manager = open_streams(&cfg).await?;
     if cfg.embedded_enabled() {

@@ -68,11 +68,11 @@ fn main() -> ExitCode {
         } => match AgentConfig::load(Some(&file), &env) {
             Ok(cfg) => {
                 println!(
-                    "{}: ok ({} streams, {} broker connections, {} routes, embedded broker {})",
+                    "{}: ok ({}, {}, {}, embedded broker {})",
                     file.display(),
-                    cfg.streams.len(),
-                    cfg.brokers.len(),
-                    cfg.routes.len(),
+                    count(cfg.streams.len(), "stream", "streams"),
+                    count(cfg.brokers.len(), "broker connection", "broker connections"),
+                    count(cfg.routes.len(), "route", "routes"),
                     if cfg.embedded_enabled() { "on" } else { "off" }
                 );
                 ExitCode::SUCCESS
@@ -110,6 +110,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// "1 route", "2 routes".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Runs a CLI command on a small runtime; errors go to stderr with exit code 1.
 fn client(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
@@ -117,11 +122,20 @@ fn client(command: impl std::future::Future<Output = anyhow::Result<()>>) -> Exi
     };
     match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
+        // `ferry streams read | head`: the reader went away, which is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferry: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {

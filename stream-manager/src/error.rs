@@ -66,8 +66,8 @@ pub enum Error {
     #[error("catalog holds an unreadable definition for stream {name:?}: {reason}")]
     CatalogCorrupt { name: String, reason: String },
 
-    #[error("data directory {0} is already in use by another process")]
-    DataDirLocked(PathBuf),
+    #[error("data directory {} is already in use by another process{}", path.display(), holder.map_or(String::new(), |pid| format!(" (pid {pid}, per its LOCK file)")))]
+    DataDirLocked { path: PathBuf, holder: Option<u32> },
 
     /// A failure inside Ferry (a worker task panicked or was cancelled), not the caller's fault.
     #[error("internal error: {0}")]
@@ -115,7 +115,7 @@ impl Error {
                 }
             }
             Error::Catalog(_) | Error::CatalogCorrupt { .. } => "catalog_error",
-            Error::DataDirLocked(_) => "data_dir_locked",
+            Error::DataDirLocked { .. } => "data_dir_locked",
             Error::Internal(_) => "internal",
         }
     }

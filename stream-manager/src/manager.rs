@@ -2,7 +2,7 @@
 //! and runs time-based retention.
 //!
 //! ```text
-//! <data_dir>/LOCK              advisory lock: one process per data directory
+//! <data_dir>/LOCK              advisory lock: one process per data directory; holds its PID
 //! <data_dir>/catalog.sqlite    definitions, sequence floors, export checkpoints
 //! <data_dir>/streams/<id>/     one directory of segments per file stream (id from the catalog)
 //! ```
@@ -64,11 +64,7 @@ impl StreamManager {
     pub fn open(data_dir: &Path, opts: ManagerOptions) -> Result<StreamManager> {
         let streams_dir = data_dir.join("streams");
         std::fs::create_dir_all(&streams_dir).map_err(|e| Error::io(&streams_dir, e))?;
-        let lock_path = data_dir.join("LOCK");
-        let lock_file = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        if lock_file.try_lock().is_err() {
-            return Err(Error::DataDirLocked(data_dir.to_owned()));
-        }
+        let lock_file = lock_data_dir(data_dir)?;
         let catalog = Arc::new(Mutex::new(Catalog::open(&data_dir.join("catalog.sqlite"))?));
         let mgr = StreamManager {
             data_dir: data_dir.to_owned(),
@@ -301,6 +297,38 @@ impl StreamManager {
             e.stream.close();
         }
     }
+}
+
+/// Takes the data directory's lock and writes this process's PID into the lock file, so a
+/// second Ferry can say which process holds the directory. The file is never truncated before
+/// the lock is held: that would erase the holder's PID.
+fn lock_data_dir(data_dir: &Path) -> Result<File> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join("LOCK");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    if file.try_lock().is_err() {
+        let mut text = String::new();
+        let holder = file
+            .read_to_string(&mut text)
+            .ok()
+            .and_then(|_| text.trim().parse::<u32>().ok());
+        return Err(Error::DataDirLocked {
+            path: data_dir.to_owned(),
+            holder,
+        });
+    }
+    let pid = std::process::id();
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{pid}"))
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(file)
 }
 
 impl Drop for StreamManager {

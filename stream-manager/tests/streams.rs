@@ -457,10 +457,14 @@ async fn streams_can_be_updated_described_and_deleted() {
 fn a_data_directory_is_used_by_one_process_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let _m = open(dir.path());
-    assert!(matches!(
-        StreamManager::open(dir.path(), ManagerOptions::default()),
-        Err(Error::DataDirLocked(_))
-    ));
+    let second = StreamManager::open(dir.path(), ManagerOptions::default());
+    // The holder is named (here the same process, whose PID the first open wrote).
+    let pid = std::process::id();
+    assert!(
+        matches!(second, Err(Error::DataDirLocked { holder: Some(p), .. }) if p == pid),
+        "{:?}",
+        second.err()
+    );
 }
 
 #[tokio::test]

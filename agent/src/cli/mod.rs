@@ -383,10 +383,16 @@ async fn append(
         .await?;
     if c.json {
         writeln!(out, "{}", serde_json::to_string(&v)?)?;
+    } else if v.count == 1 {
+        writeln!(
+            out,
+            "appended 1 record: sequence number {}",
+            v.first_sequence_number
+        )?;
     } else {
         writeln!(
             out,
-            "appended {} record(s): sequence numbers {}..={}",
+            "appended {} records: sequence numbers {} to {}",
             v.count,
             v.first_sequence_number,
             v.first_sequence_number + v.count.saturating_sub(1)
@@ -426,5 +432,5 @@ async fn read(c: &Client, out: &mut impl Write, a: ReadArgs) -> Result<()> {
             out.flush()?;
         }
     }
-    Ok(())
+    bail!("the daemon ended the follow (it is stopping, or the connection was lost)")
 }

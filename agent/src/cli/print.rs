@@ -18,12 +18,31 @@ pub fn print_record(out: &mut impl Write, r: &RecordView, json: bool) -> Result<
         None => format!("base64:{}", r.payload_base64),
     };
     let topic = r.metadata.get("topic").map_or("-", String::as_str);
+    let meta: Vec<String> = r
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "topic")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let meta = if meta.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", meta.join(", "))
+    };
     writeln!(
         out,
-        "{:>10}  {:>13}  {:<24}  {payload}",
-        r.sequence_number, r.timestamp_ms, topic
+        "{:>10}  {}  {:<24}  {payload}{meta}",
+        r.sequence_number,
+        time(r.timestamp_ms),
+        topic
     )?;
     Ok(())
+}
+
+/// A record time for people: RFC 3339 in UTC, to the millisecond.
+pub fn time(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 pub fn persistence_name(p: Persistence) -> &'static str {
@@ -64,7 +83,10 @@ pub fn print_description(out: &mut impl Write, v: &StreamView, json: bool) -> Re
         ("segments", s.segments.to_string()),
         (
             "oldest_record_timestamp_ms",
-            or_dash(s.oldest_record_timestamp_ms),
+            or_dash(
+                s.oldest_record_timestamp_ms
+                    .map(|ms| format!("{ms} ({})", time(ms))),
+            ),
         ),
     ] {
         writeln!(out, "{k:<34} {val}")?;

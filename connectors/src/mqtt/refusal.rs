@@ -48,7 +48,7 @@ pub(super) fn verdict(error: &StreamError, qos: QoS) -> Verdict {
         | StreamError::SequenceTrimmed { .. }
         | StreamError::InvalidRead(_)
         | StreamError::ExportNotFound { .. }
-        | StreamError::DataDirLocked(_) => None,
+        | StreamError::DataDirLocked { .. } => None,
     };
     match (permanent, qos) {
         (Some(reason), _) => Verdict::GiveUp(reason),
