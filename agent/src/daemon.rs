@@ -149,6 +149,7 @@ fn start_processing(
         exports,
         ingest.clone(),
         sink_env,
+        cfg.data_dir.clone(),
         sup.stop_token(Phase::Ingress),
     )
 }

@@ -11,7 +11,7 @@ use ferry_stream_manager::StreamDescription;
 
 use super::ApiState;
 use crate::service::views::ExportView;
-use crate::service::Overview;
+use crate::service::{Overview, ProcessReadings};
 
 fn escape(label: &str) -> String {
     label
@@ -41,6 +41,7 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
     let overview = state.service.overview();
     let mut out = String::new();
     let mut f = Family { out: &mut out };
+    process_families(&mut f, &state.service.process());
     mqtt_families(&mut f, &overview);
     stream_families(&mut f, &overview.streams);
     export_families(&mut f, &overview.exports);
@@ -51,6 +52,43 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+fn process_families(f: &mut Family, p: &ProcessReadings) {
+    f.head(
+        "ferry_build_info",
+        "gauge",
+        "1, labelled with Ferry's version.",
+    );
+    f.sample(
+        "ferry_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    f.head(
+        "ferry_process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the Ferry process.",
+    );
+    let _ = writeln!(
+        f.out,
+        "ferry_process_resident_memory_bytes {}",
+        p.resident_memory_bytes
+    );
+    f.head(
+        "ferry_process_cpu_seconds_total",
+        "counter",
+        "CPU time (user and system) the Ferry process used.",
+    );
+    let _ = writeln!(f.out, "ferry_process_cpu_seconds_total {}", p.cpu_seconds);
+    if let Some(free) = p.data_dir_free_bytes {
+        f.head(
+            "ferry_data_dir_free_bytes",
+            "gauge",
+            "Free space on the data directory's file system.",
+        );
+        let _ = writeln!(f.out, "ferry_data_dir_free_bytes {free}");
+    }
 }
 
 fn mqtt_families(f: &mut Family, overview: &Overview) {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! GET    /healthz                             liveness (never needs the token)
+//! GET    /readyz                              readiness, with a reason for each problem (503)
 //! GET    /metrics                             Prometheus text format
 //! GET    /v1/streams                          list (with storage status)
 //! POST   /v1/streams                          create (body: a stream definition)
@@ -47,6 +48,7 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/metrics", get(metrics::render))
+        .route("/readyz", get(readyz))
         .route("/v1/streams", get(streams::list).post(streams::create))
         .route(
             "/v1/streams/:name",
@@ -90,6 +92,18 @@ pub fn router(state: ApiState) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// Readiness: 200 with `{"status": "ready", "reasons": []}`, or 503 with `not_ready` and a
+/// reason for each thing that is wrong.
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let r = state.service.readiness();
+    let status = if r.reasons.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(r)).into_response()
 }
 
 /// Binds the listener (so a taken port fails start-up) and returns the serving future, which

@@ -7,6 +7,7 @@
 //! own status (HTTP status, Greengrass status code).
 
 mod export_control;
+mod health;
 mod reads;
 pub mod views;
 
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exports::Exports;
 pub use export_control::ExportControl;
+pub use health::ProcessReadings;
 pub use reads::{Follower, ReadRequest};
 use views::{Appended, ExportView, StreamList, StreamPatch, StreamView};
 
@@ -32,6 +34,8 @@ pub struct Service {
     exports: Arc<Exports>,
     ingest: Vec<(String, Arc<IngestMetrics>)>,
     sink_env: SinkEnv,
+    /// For the free-space reading.
+    data_dir: std::path::PathBuf,
     /// Cancelled when Ferry stops taking data: long polls and followers end with what they have.
     stop_ingress: CancellationToken,
 }
@@ -49,6 +53,7 @@ impl Service {
         exports: Arc<Exports>,
         ingest: Vec<(String, Arc<IngestMetrics>)>,
         sink_env: SinkEnv,
+        data_dir: std::path::PathBuf,
         stop_ingress: CancellationToken,
     ) -> Arc<Service> {
         Arc::new(Service {
@@ -56,6 +61,7 @@ impl Service {
             exports,
             ingest,
             sink_env,
+            data_dir,
             stop_ingress,
         })
     }

@@ -36,6 +36,9 @@ pub struct StreamStatusView {
     pub oldest_record_timestamp_ms: Option<i64>,
     pub segments: usize,
     pub counters: CountersView,
+    /// Why the stream refuses writes until Ferry restarts, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_failed: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,6 +245,7 @@ impl StreamView {
                 total_bytes: d.total_bytes,
                 oldest_record_timestamp_ms: d.oldest_record_timestamp_ms,
                 segments: d.segments,
+                storage_failed: d.storage_failed.clone(),
                 counters: CountersView {
                     appended_records: c.appended_records,
                     appended_bytes: c.appended_bytes,

@@ -94,6 +94,11 @@ pub struct StreamDescription {
     pub oldest_record_timestamp_ms: Option<i64>,
     pub segments: usize,
     pub counters: StreamCounters,
+    /// Why the stream refuses writes until Ferry restarts (a failed fsync), if it does.
+    pub storage_failed: Option<String>,
+    /// The latest append was refused for lack of room (`reject_new_data`); cleared by the next
+    /// append that fits, or when retention or an update makes room.
+    pub full: bool,
 }
 
 pub(crate) struct State {
@@ -101,6 +106,8 @@ pub(crate) struct State {
     pub(crate) log: Log,
     pub(crate) deleted: bool,
     pub(crate) failed: Option<String>,
+    /// See [`StreamDescription::full`].
+    pub(crate) refusing_full: bool,
     reservation: Reservation,
     pub(crate) counters: StreamCounters,
 }
@@ -166,6 +173,7 @@ impl Stream {
                 log,
                 deleted: false,
                 failed: None,
+                refusing_full: false,
                 reservation: Reservation::new(reserved_until),
                 counters: StreamCounters::default(),
             }),
@@ -314,6 +322,8 @@ impl Stream {
             oldest_record_timestamp_ms: oldest,
             segments,
             counters: st.counters,
+            storage_failed: st.failed.clone(),
+            full: st.refusing_full,
         })
     }
 
@@ -330,6 +340,8 @@ impl Stream {
             l.segment_size_bytes = def.segment_size_bytes;
         }
         st.def = def;
+        // The next append decides whether the stream is still full under the new limits.
+        st.refusing_full = false;
         if st.def.strategy_on_full == StrategyOnFull::OverwriteOldestData {
             self.make_room(&mut st, 0, 0)?;
             if matches!(st.log, Log::File(_)) {

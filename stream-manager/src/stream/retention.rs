@@ -31,6 +31,7 @@ impl Stream {
         while st.log.total_bytes() + needed > max {
             if st.def.strategy_on_full == StrategyOnFull::RejectNewData {
                 st.counters.rejected_full_records += count;
+                st.refusing_full = true;
                 return Err(Error::StreamFull {
                     name: self.0.name.clone(),
                     bytes: st.log.total_bytes(),
@@ -46,6 +47,7 @@ impl Stream {
                 None => break,
             }
         }
+        st.refusing_full = false;
         Ok(())
     }
 
@@ -76,6 +78,7 @@ impl Stream {
         }
         st.counters.dropped_by_ttl_records += removed;
         if removed > 0 {
+            st.refusing_full = false;
             if let Log::File(l) = &mut st.log {
                 l.refresh_oldest();
                 drop(st);
