@@ -162,6 +162,9 @@ async fn start_ingress(
     ingest: &Ingest,
     service: Arc<Service>,
 ) -> anyhow::Result<()> {
+    if cfg.api.open_beyond_loopback() {
+        tracing::warn!(listen = %cfg.api.listen, "the local API listens beyond loopback WITHOUT A TOKEN: anyone who can reach it can read, write and delete streams; set api.token or api.token_file");
+    }
     if cfg.api.enabled {
         let token = cfg
             .api

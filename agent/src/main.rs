@@ -75,6 +75,9 @@ fn main() -> ExitCode {
                     count(cfg.routes.len(), "route", "routes"),
                     if cfg.embedded_enabled() { "on" } else { "off" }
                 );
+                if cfg.api.open_beyond_loopback() {
+                    eprintln!("ferry: warning: {}", OPEN_API_WARNING);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -109,6 +112,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+const OPEN_API_WARNING: &str = "the local API listens beyond loopback without a token: anyone \
+who can reach it can read, write and delete streams; set api.token or api.token_file";
 
 /// "1 route", "2 routes".
 fn count(n: usize, one: &str, many: &str) -> String {

@@ -124,9 +124,21 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
+    /// Whether the API listens where other machines can reach it without asking for a token.
+    pub fn open_beyond_loopback(&self) -> bool {
+        self.enabled
+            && !self.listen.ip().is_loopback()
+            && self.token.is_none()
+            && self.token_file.is_none()
+    }
+
     /// The token, read from `token_file` when that is set.
     pub fn resolved_token(&self) -> Result<Option<String>, String> {
         match (&self.token, &self.token_file) {
+            (Some(t), None) if t.trim().is_empty() => Err(
+                "is empty, which would turn authentication off; remove the key to run without a token"
+                    .into(),
+            ),
             (Some(t), None) => Ok(Some(t.clone())),
             (None, Some(f)) => {
                 let text = std::fs::read_to_string(f)

@@ -255,3 +255,23 @@ fn a_valid_export_loads_typed() {
         matches!(&export.kind, ferry_stream_manager::definition::ExportKind::Http(h) if h.url == "http://127.0.0.1:9/")
     );
 }
+
+#[test]
+fn an_empty_api_token_is_refused_instead_of_turning_authentication_off() {
+    let err = load_str("[api]\ntoken = \"\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("api.token") && err.contains("empty"), "{err}");
+}
+
+#[test]
+fn an_api_open_beyond_loopback_without_a_token_is_flagged() {
+    let cfg = load_str("[api]\nlisten = \"0.0.0.0:8470\"\n", &[]).unwrap();
+    assert!(cfg.api.open_beyond_loopback());
+    let cfg = load_str("[api]\nlisten = \"0.0.0.0:8470\"\ntoken = \"t\"\n", &[]).unwrap();
+    assert!(!cfg.api.open_beyond_loopback());
+    assert!(!AgentConfig::load(None, &HashMap::new())
+        .unwrap()
+        .api
+        .open_beyond_loopback());
+}
