@@ -329,6 +329,46 @@ async fn an_oversized_message_is_counted_and_logged_with_its_topic() {
     assert_eq!(topic(&got[0]), "small/one");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_publish_to_the_embedded_broker_is_counted_and_logged_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\nmax_payload_size_bytes = 1000\n"
+        ),
+    );
+    let ferry = Ferry::start(&config, dir.path());
+    let msgs = vec![
+        (
+            "big/embedded".to_string(),
+            vec![0u8; 1500],
+            QoS::AtLeastOnce,
+        ),
+        (
+            "small/embedded".to_string(),
+            vec![1u8; 10],
+            QoS::AtLeastOnce,
+        ),
+    ];
+    publish(port, "pub-big-embedded", msgs).await;
+    ferry.wait_records("mqtt", 1);
+    ferry.wait_log(
+        "larger than max_message_size_bytes",
+        Duration::from_secs(10),
+    );
+    let (status, logs) = ferry.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(
+        logs.contains("big/embedded") && logs.contains("oversized=1"),
+        "{logs}"
+    );
+    let got = read_stream(&dir.path().join("data"), "mqtt");
+    assert_eq!(got.len(), 1);
+    assert_eq!(topic(&got[0]), "small/embedded");
+}
+
 /// FAKE broker: answers every CONNECT with a CONNACK and hangs up straight away, as a broker
 /// that rejects the client after accepting it does (mosquitto cannot be made to on demand).
 /// Returns its port and the number of connections it has seen.

@@ -22,7 +22,7 @@ pub fn start(cfg: &EmbeddedBrokerConfig) -> anyhow::Result<()> {
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
             connection_timeout_ms: 60_000,
-            max_payload_size: cfg.max_payload_size_bytes,
+            max_payload_size: wire_limit(cfg.max_payload_size_bytes),
             max_inflight_count: 100,
             auth: None,
             external_auth: None,
@@ -68,4 +68,15 @@ fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("the embedded MQTT broker did not start listening on {addr} within 10 s")
+}
+
+/// What the broker itself accepts. rumqttd answers a publish over its limit by closing the
+/// device's connection, with no log line and no count; so it gets headroom above
+/// `max_payload_size_bytes`, and a publish up to twice the limit reaches Ferry's own MQTT source,
+/// which refuses it with a reason, a log line naming the topic and the `oversized` count, as it
+/// does for an external broker. Only a publish over twice the limit is still cut off by rumqttd.
+fn wire_limit(max_payload_size_bytes: usize) -> usize {
+    max_payload_size_bytes
+        .saturating_mul(2)
+        .max(max_payload_size_bytes.saturating_add(64 * 1024))
 }
