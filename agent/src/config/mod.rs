@@ -11,6 +11,8 @@ use ferry_connectors::mqtt::{BrokerConfig, Route};
 use ferry_stream_manager::StreamDefinition;
 use serde::Deserialize;
 
+use crate::greengrass::GreengrassConfig;
+
 /// The stream and route Ferry uses when the configuration declares neither.
 pub const DEFAULT_STREAM: &str = "mqtt";
 /// `FERRY_` variables that belong to the command line, not to configuration keys.
@@ -188,6 +190,9 @@ pub struct AgentConfig {
     pub api: ApiConfig,
     #[serde(default)]
     pub export: ExportConfig,
+    /// The Greengrass Stream Manager protocol server (off by default).
+    #[serde(default)]
+    pub greengrass: GreengrassConfig,
     #[serde(default)]
     pub embedded_broker: EmbeddedBrokerConfig,
     #[serde(default)]
@@ -243,10 +248,11 @@ impl AgentConfig {
                 .separator("__")
                 .source(Some(overrides)),
         );
-        let cfg: AgentConfig = builder
+        let mut cfg: AgentConfig = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| fail(e.to_string()))?;
+        cfg.greengrass.apply_port_variable(env).map_err(fail)?;
         cfg.resolve()
             .map_err(|(key, reason)| fail(format!("key `{key}`: {reason}")))
     }
@@ -358,6 +364,11 @@ impl AgentConfig {
             if self.api.max_body_bytes == 0 {
                 return Err(("api.max_body_bytes".into(), "must be greater than 0".into()));
             }
+        }
+        if self.greengrass.enabled {
+            self.greengrass
+                .validate()
+                .map_err(|(k, m)| (format!("greengrass.{k}"), m))?;
         }
         if self.embedded_enabled() && self.embedded_broker.max_payload_size_bytes == 0 {
             return Err((

@@ -12,7 +12,18 @@
 mod cbor;
 #[cfg(test)]
 mod codec_tests;
+mod config;
 mod frame;
+mod handler;
 mod handshake;
 mod messages;
+mod model;
 mod responses;
+mod server;
+mod session;
+#[cfg(test)]
+mod session_tests;
+mod status;
+
+pub use config::GreengrassConfig;
+pub use server::bind;

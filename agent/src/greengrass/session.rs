@@ -64,10 +64,6 @@ impl Session {
         }
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
-    }
-
     /// The first byte of the connection. `None`: go on and read the Connect frame.
     pub fn on_connect_version(&mut self, byte: u8) -> Option<Action> {
         if self.state != State::AwaitVersion {
@@ -132,7 +128,9 @@ impl Session {
             return Action::SendAndClose(connect_response(
                 &request_id,
                 Status::UnexpectedOperation,
-                Some(&format!("the first frame must be Connect (op 1), not op {op_code}")),
+                Some(&format!(
+                    "the first frame must be Connect (op 1), not op {op_code}"
+                )),
                 None,
             ));
         }
@@ -143,7 +141,12 @@ impl Session {
         match negotiate(&request, &self.auth) {
             Negotiated::Accepted(v) => {
                 self.state = State::Open(v);
-                Action::Send(connect_response(&request_id, Status::Success, None, Some(v)))
+                Action::Send(connect_response(
+                    &request_id,
+                    Status::Success,
+                    None,
+                    Some(v),
+                ))
             }
             Negotiated::Refused { status, message } => {
                 self.state = State::Closed;

@@ -18,7 +18,7 @@ use ferry_stream_manager::{Error, NewRecord, StreamDefinition, StreamDescription
 use tokio_util::sync::CancellationToken;
 
 use crate::exports::Exports;
-pub use reads::{Follower, ReadRequest};
+pub use reads::{Follower, ReadRequest, MAX_READ_COUNT};
 use views::{Appended, ExportView, StreamList, StreamView};
 
 /// How long a change waits for the export supervisor to apply it, so the answer to a create
@@ -69,6 +69,11 @@ impl Service {
             }
         }
         Ok(StreamList { streams })
+    }
+
+    /// Stream names, sorted: a list without storage status (nothing is read or counted).
+    pub fn stream_names(&self) -> Vec<String> {
+        self.manager.list()
     }
 
     /// `Ok` when the stream exists (so a front end can name a missing stream before reading a
