@@ -99,7 +99,7 @@ async fn serve(
                 }
                 Err(_) => {
                     // Closed at once, so the client fails fast instead of hanging in a backlog.
-                    if refused.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                    if refused.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
                         tracing::warn!(%peer, refused = refused.load(Ordering::Relaxed), "Greengrass connection refused: greengrass.max_connections reached");
                     }
                 }
@@ -151,7 +151,10 @@ async fn connection(
     };
     // Dropping the sender lets the writer end once the requests in flight have answered.
     drop(conn);
-    let _ = writer.await;
+    if let Ok(WriterEnd::TimedOut) = writer.await {
+        tracing::warn!(%peer, timeout_ms = shared.write_timeout.as_millis() as u64,
+            "Greengrass client dropped: it read no answer within greengrass.write_timeout_ms");
+    }
     tracing::debug!(%peer, reason, "Greengrass connection closed");
 }
 
@@ -288,12 +291,22 @@ async fn skip_oversized<R: AsyncRead + Unpin>(rd: &mut R, len: usize) -> std::io
     Ok(prefix)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterEnd {
+    /// Every answer was written (or the connection was told to end).
+    Done,
+    /// The client did not take an answer within the write timeout.
+    TimedOut,
+    Failed,
+}
+
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
     timeout: Duration,
     dead: CancellationToken,
-) {
+) -> WriterEnd {
+    let mut end = WriterEnd::Done;
     loop {
         let out = tokio::select! {
             o = rx.recv() => o,
@@ -301,11 +314,16 @@ async fn write_loop(
         };
         let Some(out) = out else { break };
         let written = tokio::select! {
-            w = tokio::time::timeout(timeout, wr.write_all(&out.bytes)) => matches!(w, Ok(Ok(()))),
-            _ = dead.cancelled() => false,
+            w = tokio::time::timeout(timeout, wr.write_all(&out.bytes)) => match w {
+                Ok(Ok(())) => None,
+                Ok(Err(_)) => Some(WriterEnd::Failed),
+                Err(_) => Some(WriterEnd::TimedOut),
+            },
+            _ = dead.cancelled() => Some(WriterEnd::Done),
         };
-        if !written {
+        if let Some(e) = written {
             dead.cancel();
+            end = e;
             break;
         }
         if out.close_after {
@@ -313,4 +331,5 @@ async fn write_loop(
         }
     }
     let _ = wr.shutdown().await;
+    end
 }
