@@ -24,6 +24,13 @@ if [ ! -x .venv/bin/moto_server ]; then
 fi
 export FERRYTEST_MOTO_SERVER="$PWD/.venv/bin/moto_server"
 
+# The official Greengrass Stream Manager SDK for tests/greengrass.rs, in a venv of its own.
+if ! .venv-gg/bin/python -c 'import stream_manager' >/dev/null 2>&1; then
+  echo "== installing stream-manager==1.1.2 into .venv-gg (pip)"
+  python3 -m venv .venv-gg
+  .venv-gg/bin/pip install --quiet --disable-pip-version-check stream-manager==1.1.2
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

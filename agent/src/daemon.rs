@@ -17,7 +17,7 @@ use crate::config::AgentConfig;
 use crate::exports::Exports;
 use crate::service::Service;
 use crate::supervisor::{Phase, Supervisor};
-use crate::{api, broker, ingest_log, systemd};
+use crate::{api, broker, greengrass, ingest_log, systemd};
 
 /// How long start-up waits for the sources' first subscription before reporting ready anyway
 /// (a broker that is down must not keep the service from starting: Ferry keeps retrying).
@@ -154,7 +154,8 @@ fn start_processing(
     )
 }
 
-/// Binds the local API (so a taken port fails start-up) and starts the MQTT sources.
+/// Binds the local API and the Greengrass server (so a taken port fails start-up) and starts
+/// the MQTT sources.
 async fn start_ingress(
     sup: &mut Supervisor,
     cfg: &AgentConfig,
@@ -171,7 +172,7 @@ async fn start_ingress(
             .resolved_token()
             .map_err(|e| anyhow::anyhow!("api.token: {e}"))?;
         let state = api::ApiState {
-            service,
+            service: service.clone(),
             token: token.map(Into::into),
             max_body_bytes: cfg.api.max_body_bytes,
         };
@@ -180,6 +181,22 @@ async fn start_ingress(
             serve.await;
             Ok(())
         });
+    }
+    if cfg.greengrass.enabled {
+        let settings = cfg
+            .greengrass
+            .settings()
+            .map_err(|e| anyhow::anyhow!("greengrass.tokens: {e}"))?;
+        let stop = sup.stop_token(Phase::Ingress);
+        let serve = greengrass::bind(settings, service, stop).await?;
+        sup.spawn(
+            "Greengrass server",
+            Phase::Ingress,
+            move |_stop| async move {
+                serve.await;
+                Ok(())
+            },
+        );
     }
     let drain = Duration::from_millis(cfg.shutdown_timeout_ms / 2);
     for (b, (_, metrics)) in cfg.brokers.iter().zip(ingest) {

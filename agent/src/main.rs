@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod daemon;
 mod exports;
+mod greengrass;
 mod ingest_log;
 mod logging;
 mod service;

@@ -12,6 +12,8 @@ use ferry_connectors::sinks::SinkEnv;
 use ferry_stream_manager::StreamDefinition;
 use serde::Deserialize;
 
+use crate::greengrass::GreengrassConfig;
+
 /// The stream and route Ferry uses when the configuration declares neither.
 pub const DEFAULT_STREAM: &str = "mqtt";
 /// `FERRY_` variables that belong to the command line, not to configuration keys.
@@ -201,6 +203,9 @@ pub struct AgentConfig {
     pub api: ApiConfig,
     #[serde(default)]
     pub export: ExportConfig,
+    /// The Greengrass Stream Manager protocol server (off by default).
+    #[serde(default)]
+    pub greengrass: GreengrassConfig,
     #[serde(default)]
     pub embedded_broker: EmbeddedBrokerConfig,
     #[serde(default)]
@@ -259,7 +264,8 @@ impl AgentConfig {
         let keyed = |(key, reason): (String, String)| fail(format!("key `{key}`: {reason}"));
         let built = builder.build().map_err(|e| fail(e.to_string()))?;
         exports::check_definitions(&built).map_err(keyed)?;
-        let cfg: AgentConfig = built.try_deserialize().map_err(|e| fail(e.to_string()))?;
+        let mut cfg: AgentConfig = built.try_deserialize().map_err(|e| fail(e.to_string()))?;
+        cfg.greengrass.apply_port_variable(env).map_err(fail)?;
         let cfg = cfg.resolve().map_err(keyed)?;
         exports::check_sinks(&cfg.streams, &SinkEnv::from_vars(env.clone())).map_err(keyed)?;
         Ok(cfg)
@@ -373,6 +379,11 @@ impl AgentConfig {
             if self.api.max_body_bytes == 0 {
                 return Err(("api.max_body_bytes".into(), "must be greater than 0".into()));
             }
+        }
+        if self.greengrass.enabled {
+            self.greengrass
+                .validate()
+                .map_err(|(k, m)| (format!("greengrass.{k}"), m))?;
         }
         if self.embedded_enabled() && self.embedded_broker.max_payload_size_bytes == 0 {
             return Err((

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::exports::Exports;
 pub use export_control::ExportControl;
 pub use health::ProcessReadings;
-pub use reads::{Follower, ReadRequest};
+pub use reads::{Follower, ReadRequest, MAX_READ_COUNT};
 use views::{Appended, ExportView, StreamList, StreamPatch, StreamView};
 
 /// How long a change waits for the export supervisor to apply it, so the answer to a create
@@ -77,6 +77,11 @@ impl Service {
             }
         }
         Ok(StreamList { streams })
+    }
+
+    /// Stream names, sorted: a list without storage status (nothing is read or counted).
+    pub fn stream_names(&self) -> Vec<String> {
+        self.manager.list()
     }
 
     /// `Ok` when the stream exists (so a front end can name a missing stream before reading a

@@ -99,6 +99,23 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+impl From<StreamDefinition> for StreamPatch {
+    /// A patch naming every field: the whole definition is replaced (the Greengrass protocol's
+    /// update).
+    fn from(def: StreamDefinition) -> Self {
+        StreamPatch {
+            name: Some(def.name),
+            persistence: Some(def.persistence),
+            max_size_bytes: Some(def.max_size_bytes),
+            segment_size_bytes: Some(def.segment_size_bytes),
+            time_to_live_ms: Some(def.time_to_live_ms),
+            strategy_on_full: Some(def.strategy_on_full),
+            flush_on_write: Some(def.flush_on_write),
+            exports: Some(def.exports),
+        }
+    }
+}
+
 impl StreamPatch {
     /// `def` with the named fields replaced.
     pub fn apply(self, mut def: StreamDefinition) -> StreamDefinition {
