@@ -517,7 +517,7 @@ async fn every_cli_command_works_against_the_daemon() {
         "--meta",
         "topic=t/1",
     ]);
-    assert!(ok && out.contains("0..=1"), "{out}{err}");
+    assert!(ok && out.contains("sequence numbers 0 to 1"), "{out}{err}");
     let (ok, out, _) = d.cli(&["--json", "list"]);
     assert!(ok);
     let v: Value = serde_json::from_str(&out).unwrap();
