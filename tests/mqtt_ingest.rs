@@ -247,7 +247,7 @@ async fn a_full_stream_holds_acks_back_and_loses_nothing() {
         dir.path(),
         &format!(
             "[[brokers]]\nname = \"b\"\nport = {}\n[[streams]]\nname = \"s\"\nmax_size_bytes = 4096\nsegment_size_bytes = 2048\n\
-             [[routes]]\nfilter = \"#\"\nstream = \"s\"\n",
+             [[routes]]\nfilter = \"#\"\nstream = \"s\"\non_full = \"hold\"\n",
             broker.port
         ),
     );
@@ -327,6 +327,52 @@ async fn an_oversized_message_is_counted_and_logged_with_its_topic() {
     let got = read_stream(&dir.path().join("data"), "mqtt");
     assert_eq!(got.len(), 1);
     assert_eq!(topic(&got[0]), "small/one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_full_stream_does_not_stop_ingestion_into_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[brokers]]\nname = \"b\"\nport = {}\n\
+             [[streams]]\nname = \"alarms\"\nmax_size_bytes = 4096\nsegment_size_bytes = 2048\n\
+             [[streams]]\nname = \"telemetry\"\n\
+             [[routes]]\nfilter = \"alarms/#\"\nstream = \"alarms\"\n\
+             [[routes]]\nfilter = \"telemetry/#\"\nstream = \"telemetry\"\n",
+            broker.port
+        ),
+    );
+    let ferry = Ferry::start(&config, dir.path());
+    // Alarms first: far more than 4 KiB of them, then telemetry behind them on the connection.
+    let mut msgs: Vec<(String, Vec<u8>, QoS)> = (0..100)
+        .map(|i| {
+            (
+                "alarms/x".to_string(),
+                format!("{i:0>100}").into_bytes(),
+                QoS::AtLeastOnce,
+            )
+        })
+        .collect();
+    msgs.extend((0..200).map(|i| {
+        (
+            "telemetry/t".to_string(),
+            format!("t{i}").into_bytes(),
+            QoS::AtLeastOnce,
+        )
+    }));
+    publish(broker.port, "pub-mixed", msgs).await;
+    ferry.wait_records("telemetry", 200);
+    let (status, logs) = ferry.terminate();
+    assert!(status.success(), "{logs}");
+    let alarms = read_stream(&dir.path().join("data"), "alarms").len();
+    assert!(alarms > 0 && alarms < 100, "{alarms} alarms stored");
+    assert!(
+        logs.contains(&format!("dropped_full={}", 100 - alarms)),
+        "every alarm not stored is counted as dropped_full:\n{logs}"
+    );
+    assert!(!logs.contains("holding the MQTT ack back"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,8 @@ pub async fn run(
                 rate_per_s = rate.round() as u64,
                 rejected = s.rejected_oversized + s.rejected_unroutable + s.rejected_invalid,
                 dropped_qos0 = s.dropped_qos0,
+                dropped_full = s.dropped_full,
+                diverted = s.diverted,
                 backpressure_waits = s.backpressure_waits,
                 "ingestion"
             );
@@ -76,6 +78,8 @@ pub fn summary(metrics: &[(String, Arc<IngestMetrics>)]) {
             oversized = s.rejected_oversized,
             unroutable = s.rejected_unroutable,
             invalid = s.rejected_invalid,
+            dropped_full = s.dropped_full,
+            diverted = s.diverted,
             dropped_qos0 = s.dropped_qos0,
             backpressure_waits = s.backpressure_waits,
             stale_acks = s.stale_acks,

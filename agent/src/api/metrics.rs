@@ -94,7 +94,7 @@ fn process_families(f: &mut Family, p: &ProcessReadings) {
 fn mqtt_families(f: &mut Family, overview: &Overview) {
     let ingest = &overview.ingest;
     type Counter = (&'static str, &'static str, fn(&IngestSnapshot) -> u64);
-    let counters: [Counter; 7] = [
+    let counters: [Counter; 8] = [
         (
             "ferry_mqtt_messages_received_total",
             "MQTT messages received from the broker (redeliveries included).",
@@ -114,6 +114,11 @@ fn mqtt_families(f: &mut Family, overview: &Overview) {
             "ferry_mqtt_backpressure_waits_total",
             "Retries of messages a stream refused (acks held back).",
             |s| s.backpressure_waits,
+        ),
+        (
+            "ferry_mqtt_messages_diverted_total",
+            "MQTT messages stored in their route's overflow stream because their stream was full.",
+            |s| s.diverted,
         ),
         (
             "ferry_mqtt_stale_acks_total",
@@ -157,6 +162,11 @@ fn mqtt_families(f: &mut Family, overview: &Overview) {
             "ferry_mqtt_messages_rejected_total",
             &[("broker", broker), ("reason", "invalid")],
             s.rejected_invalid,
+        );
+        f.sample(
+            "ferry_mqtt_messages_rejected_total",
+            &[("broker", broker), ("reason", "stream_full")],
+            s.dropped_full,
         );
         f.sample(
             "ferry_mqtt_messages_rejected_total",

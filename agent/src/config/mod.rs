@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ferry_connectors::mqtt::topic::validate_filter;
+use ferry_connectors::mqtt::topic::{validate_filter, OnFull};
 use ferry_connectors::mqtt::{BrokerConfig, Route};
 use ferry_connectors::sinks::SinkEnv;
 use ferry_stream_manager::StreamDefinition;
@@ -284,6 +284,7 @@ impl AgentConfig {
                 filter: "#".into(),
                 stream: DEFAULT_STREAM.into(),
                 broker: None,
+                on_full: Default::default(),
             });
         }
         if self.embedded_enabled() && !self.brokers.iter().any(|b| b.name == EMBEDDED_CONNECTION) {
@@ -357,6 +358,14 @@ impl AgentConfig {
         }
         for (i, r) in self.routes.iter().enumerate() {
             validate_filter(&r.filter).map_err(|m| (format!("routes[{i}].filter"), m))?;
+            if let OnFull::Divert(to) = &r.on_full {
+                if !names.contains(to.as_str()) || *to == r.stream {
+                    return Err((
+                        format!("routes[{i}].on_full.divert"),
+                        format!("{to:?} must be another stream declared in [[streams]]"),
+                    ));
+                }
+            }
             if !names.contains(r.stream.as_str()) {
                 return Err((
                     format!("routes[{i}].stream"),

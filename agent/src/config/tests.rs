@@ -275,3 +275,15 @@ fn an_api_open_beyond_loopback_without_a_token_is_flagged() {
         .api
         .open_beyond_loopback());
 }
+
+#[test]
+fn a_divert_to_an_undeclared_stream_is_refused_naming_the_route() {
+    let toml = "[[streams]]\nname = \"a\"\n[[routes]]\nfilter = \"#\"\nstream = \"a\"\non_full = { divert = \"nope\" }\n";
+    let err = load_str(toml, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("routes[0].on_full.divert") && err.contains("nope"),
+        "{err}"
+    );
+    let ok = "[[streams]]\nname = \"a\"\n[[streams]]\nname = \"o\"\n[[routes]]\nfilter = \"#\"\nstream = \"a\"\non_full = { divert = \"o\" }\n";
+    assert!(load_str(ok, &[]).is_ok());
+}

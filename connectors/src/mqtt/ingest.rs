@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::{inc, IngestMetrics};
 use super::refusal::{verdict, Reason, Verdict};
+use super::topic::OnFull;
 use super::topic::Router;
 use crate::backoff::Backoff;
 
@@ -142,7 +143,7 @@ impl Ingest {
 
     async fn handle_batch(&mut self, msgs: Vec<Incoming>) -> Option<Vec<AckJob>> {
         let mut slots = Vec::with_capacity(msgs.len());
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<(String, OnFull, Vec<usize>)> = Vec::new();
         let router = self.router.clone();
         for Incoming {
             publish,
@@ -152,10 +153,12 @@ impl Ingest {
             let targets = router.streams_for(&publish.topic);
             let given_up = !self.accept(&publish, !targets.is_empty());
             if !given_up {
-                for target in targets {
+                for (target, on_full) in targets {
                     match groups.iter_mut().find(|g| g.0 == target) {
-                        Some(g) => g.1.push(slots.len()),
-                        None => groups.push((target.to_owned(), vec![slots.len()])),
+                        Some(g) => g.2.push(slots.len()),
+                        None => {
+                            groups.push((target.to_owned(), on_full.clone(), vec![slots.len()]))
+                        }
                     }
                 }
             }
@@ -166,7 +169,7 @@ impl Ingest {
                 given_up,
             });
         }
-        for (name, idxs) in groups {
+        for (name, on_full, idxs) in groups {
             let records: Vec<NewRecord> =
                 idxs.iter().map(|&i| record_of(&slots[i].publish)).collect();
             if let Ok(p) = self.append(&name, &records) {
@@ -177,7 +180,10 @@ impl Ingest {
             }
             // Refused as a whole: one by one, holding back or giving up what does not fit.
             for (&i, record) in idxs.iter().zip(&records) {
-                match self.append_one(&name, record, &slots[i].publish).await? {
+                match self
+                    .append_one(&name, &on_full, record, &slots[i].publish)
+                    .await?
+                {
                     Outcome::Stored(p) => slots[i].pending.push(p),
                     Outcome::GivenUp => slots[i].given_up = true,
                 }
@@ -242,6 +248,7 @@ impl Ingest {
     async fn append_one(
         &mut self,
         name: &str,
+        on_full: &OnFull,
         record: &NewRecord,
         publish: &Publish,
     ) -> Option<Outcome> {
@@ -260,12 +267,20 @@ impl Ingest {
                 }
                 Err(e) => e,
             };
-            match verdict(&err, publish.qos) {
+            let verdict = verdict(&err, publish.qos, on_full);
+            if let Verdict::Divert(to) = &verdict {
+                if let Ok(p) = self.append(to, std::slice::from_ref(record)) {
+                    inc(&self.metrics.diverted);
+                    return Some(Outcome::Stored(p));
+                }
+            }
+            match verdict {
                 Verdict::GiveUp(reason) => {
                     self.give_up(reason, name, &publish.topic, &err);
                     return Some(Outcome::GivenUp);
                 }
-                Verdict::HoldBack => {
+                // A diverted message whose overflow stream refuses too waits for either.
+                Verdict::HoldBack | Verdict::Divert(_) => {
                     if !held {
                         tracing::warn!(stream = name, topic = %publish.topic, error = %err, "stream refuses data; holding the MQTT ack back until it accepts (backpressure)");
                         held = true;
@@ -294,6 +309,9 @@ impl Ingest {
             }
             Reason::Invalid | Reason::Oversized => {
                 tracing::warn!(stream = name, topic, error = %e, "message rejected by the stream")
+            }
+            Reason::StreamFull => {
+                tracing::warn!(stream = name, topic, error = %e, "message dropped: its stream is full (on_full = \"drop\"; other streams keep flowing)")
             }
         }
     }

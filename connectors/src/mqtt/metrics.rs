@@ -28,6 +28,10 @@ pub struct IngestMetrics {
     /// QoS 0 messages dropped because their stream refused them for now (full, or a storage
     /// error); QoS 1/2 messages wait instead (`backpressure_waits`).
     pub dropped_qos0: AtomicU64,
+    /// Messages dropped because their stream was full and their route says `on_full = "drop"`.
+    pub dropped_full: AtomicU64,
+    /// Messages stored in their route's overflow stream because their stream was full.
+    pub diverted: AtomicU64,
     /// Times a QoS 1/2 message had to wait because its stream refused it (backpressure).
     pub backpressure_waits: AtomicU64,
     /// Acks not sent because the connection they belonged to was gone; the broker redelivers.
@@ -48,6 +52,8 @@ pub struct IngestSnapshot {
     pub rejected_unroutable: u64,
     pub rejected_invalid: u64,
     pub dropped_qos0: u64,
+    pub dropped_full: u64,
+    pub diverted: u64,
     pub backpressure_waits: u64,
     pub stale_acks: u64,
 }
@@ -64,6 +70,7 @@ impl IngestMetrics {
             Reason::Unroutable => &self.rejected_unroutable,
             Reason::Invalid => &self.rejected_invalid,
             Reason::DroppedQos0 => &self.dropped_qos0,
+            Reason::StreamFull => &self.dropped_full,
         });
     }
 
@@ -81,6 +88,8 @@ impl IngestMetrics {
             rejected_unroutable: g(&self.rejected_unroutable),
             rejected_invalid: g(&self.rejected_invalid),
             dropped_qos0: g(&self.dropped_qos0),
+            dropped_full: g(&self.dropped_full),
+            diverted: g(&self.diverted),
             backpressure_waits: g(&self.backpressure_waits),
             stale_acks: g(&self.stale_acks),
         }

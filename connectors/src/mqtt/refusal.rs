@@ -6,6 +6,8 @@
 use ferry_stream_manager::Error as StreamError;
 use rumqttc::QoS;
 
+use super::topic::OnFull;
+
 /// Why a message was not stored. Each reason has its own counter in
 /// [`IngestMetrics`](super::metrics::IngestMetrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,18 +20,30 @@ pub(super) enum Reason {
     Invalid,
     /// A QoS 0 message whose stream refused it for now: QoS 0 promises no redelivery.
     DroppedQos0,
+    /// Its stream was full (`reject_new_data`) and its route says `on_full = "drop"`.
+    StreamFull,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Verdict {
     /// Keep the ack back and retry with backoff.
     HoldBack,
     /// Acknowledge (QoS 1/2) and count under the reason; never counted as stored.
     GiveUp(Reason),
+    /// Store it in this stream instead (the route's `on_full = { divert = ... }`).
+    Divert(String),
 }
 
-/// What to do with a message whose append failed with `error`.
-pub(super) fn verdict(error: &StreamError, qos: QoS) -> Verdict {
+/// What to do with a message whose append failed with `error`; `on_full` is its route's choice
+/// for a full stream.
+pub(super) fn verdict(error: &StreamError, qos: QoS, on_full: &OnFull) -> Verdict {
+    if let StreamError::StreamFull { .. } = error {
+        match on_full {
+            OnFull::Drop => return Verdict::GiveUp(Reason::StreamFull),
+            OnFull::Divert(to) => return Verdict::Divert(to.clone()),
+            OnFull::Hold => {}
+        }
+    }
     let permanent = match error {
         StreamError::RecordTooLarge { .. } | StreamError::InvalidRecord(_) => Some(Reason::Invalid),
         StreamError::StreamNotFound(_) | StreamError::StreamDeleted(_) => Some(Reason::Unroutable),
@@ -60,6 +74,46 @@ pub(super) fn verdict(error: &StreamError, qos: QoS) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn full() -> StreamError {
+        StreamError::StreamFull {
+            name: "s".into(),
+            bytes: 10,
+            max_size_bytes: 10,
+        }
+    }
+
+    #[test]
+    fn a_full_stream_drops_diverts_or_holds_as_the_route_says() {
+        assert_eq!(
+            verdict(&full(), QoS::AtLeastOnce, &OnFull::Drop),
+            Verdict::GiveUp(Reason::StreamFull)
+        );
+        assert_eq!(
+            verdict(&full(), QoS::AtLeastOnce, &OnFull::Divert("o".into())),
+            Verdict::Divert("o".into())
+        );
+        assert_eq!(
+            verdict(&full(), QoS::AtLeastOnce, &OnFull::Hold),
+            Verdict::HoldBack
+        );
+        assert_eq!(
+            verdict(&full(), QoS::AtMostOnce, &OnFull::Hold),
+            Verdict::GiveUp(Reason::DroppedQos0)
+        );
+    }
+
+    #[test]
+    fn the_route_choice_applies_to_a_full_stream_only() {
+        let disk_full = StreamError::StorageFailed {
+            name: "s".into(),
+            reason: "x".into(),
+        };
+        assert_eq!(
+            verdict(&disk_full, QoS::AtLeastOnce, &OnFull::Drop),
+            Verdict::HoldBack
+        );
+    }
 
     fn io(kind: std::io::ErrorKind) -> StreamError {
         StreamError::Io {
@@ -103,8 +157,16 @@ mod tests {
     #[test]
     fn a_transient_error_holds_the_ack_back_instead_of_dropping_the_message() {
         for e in transient_errors() {
-            assert_eq!(verdict(&e, QoS::AtLeastOnce), Verdict::HoldBack, "{e}");
-            assert_eq!(verdict(&e, QoS::ExactlyOnce), Verdict::HoldBack, "{e}");
+            assert_eq!(
+                verdict(&e, QoS::AtLeastOnce, &OnFull::Hold),
+                Verdict::HoldBack,
+                "{e}"
+            );
+            assert_eq!(
+                verdict(&e, QoS::ExactlyOnce, &OnFull::Hold),
+                Verdict::HoldBack,
+                "{e}"
+            );
         }
     }
 
@@ -112,7 +174,7 @@ mod tests {
     fn a_transient_error_drops_a_qos0_message_counted_as_such() {
         for e in transient_errors() {
             assert_eq!(
-                verdict(&e, QoS::AtMostOnce),
+                verdict(&e, QoS::AtMostOnce, &OnFull::Hold),
                 Verdict::GiveUp(Reason::DroppedQos0),
                 "{e}"
             );
@@ -134,7 +196,11 @@ mod tests {
         ];
         for (e, reason) in cases {
             for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
-                assert_eq!(verdict(&e, qos), Verdict::GiveUp(reason), "{e}");
+                assert_eq!(
+                    verdict(&e, qos, &OnFull::Hold),
+                    Verdict::GiveUp(reason),
+                    "{e}"
+                );
             }
         }
     }

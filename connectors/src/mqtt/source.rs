@@ -213,6 +213,7 @@ mod tests {
             filter: filter.into(),
             stream: stream.into(),
             broker: None,
+            on_full: Default::default(),
         };
         let router = Router::for_broker(&[route("a/#", "s"), route("a/#", "t")], "b");
         let got = subscription_filters(&[], &router);

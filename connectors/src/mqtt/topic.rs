@@ -52,6 +52,25 @@ pub struct Route {
     pub stream: String,
     #[serde(default)]
     pub broker: Option<String>,
+    /// What a full stream (`reject_new_data`) means for the messages this route sends it.
+    #[serde(default)]
+    pub on_full: OnFull,
+}
+
+/// What ingest does with a message whose stream is full (`reject_new_data`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OnFull {
+    /// Acknowledge it and count it (`stream_full`): the stream's refusal is final and every
+    /// other stream of the connection keeps flowing. The default.
+    #[default]
+    Drop,
+    /// Hold the ack back until the stream accepts (backpressure, nothing lost). Acks leave in
+    /// order, so this stalls the whole broker connection, every route of it, while it waits.
+    Hold,
+    /// Store it in another stream instead (`on_full = { divert = "overflow" }`); if that one
+    /// refuses too, hold back.
+    Divert(String),
 }
 
 /// The routing table of one broker connection.
@@ -72,12 +91,13 @@ impl Router {
         }
     }
 
-    /// The streams a message on `topic` goes to, each once, in route order.
-    pub fn streams_for<'a>(&'a self, topic: &str) -> Vec<&'a str> {
-        let mut out: Vec<&str> = Vec::new();
+    /// The streams a message on `topic` goes to, each once, in route order, with what a full
+    /// stream means (the first matching route's choice).
+    pub fn streams_for<'a>(&'a self, topic: &str) -> Vec<(&'a str, &'a OnFull)> {
+        let mut out: Vec<(&str, &OnFull)> = Vec::new();
         for r in &self.routes {
-            if matches(&r.filter, topic) && !out.contains(&r.stream.as_str()) {
-                out.push(&r.stream);
+            if matches(&r.filter, topic) && !out.iter().any(|(s, _)| *s == r.stream) {
+                out.push((&r.stream, &r.on_full));
             }
         }
         out
@@ -133,10 +153,14 @@ mod tests {
 
     #[test]
     fn a_message_goes_to_every_matching_stream_once() {
+        fn names(v: Vec<(&str, &OnFull)>) -> Vec<String> {
+            v.into_iter().map(|(s, _)| s.to_string()).collect()
+        }
         let r = |f: &str, s: &str, b: Option<&str>| Route {
             filter: f.into(),
             stream: s.into(),
             broker: b.map(Into::into),
+            on_full: OnFull::default(),
         };
         let routes = vec![
             r("sensors/+/temp", "temps", None),
@@ -145,10 +169,16 @@ mod tests {
             r("sensors/#", "plant-only", Some("plant")),
         ];
         let local = Router::for_broker(&routes, "local");
-        assert_eq!(local.streams_for("sensors/k1/temp"), vec!["temps", "all"]);
-        assert_eq!(local.streams_for("other"), Vec::<&str>::new());
+        assert_eq!(
+            names(local.streams_for("sensors/k1/temp")),
+            vec!["temps", "all"]
+        );
+        assert!(local.streams_for("other").is_empty());
         let plant = Router::for_broker(&routes, "plant");
-        assert_eq!(plant.streams_for("sensors/x"), vec!["all", "plant-only"]);
+        assert_eq!(
+            names(plant.streams_for("sensors/x")),
+            vec!["all", "plant-only"]
+        );
         assert_eq!(
             local.filters(),
             vec!["sensors/+/temp".to_string(), "sensors/#".to_string()]

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::mqtt::ack::{ack_loop, lock, AckQueue, OwedAck, SharedAckQueue};
 use crate::mqtt::metrics::IngestSnapshot;
-use crate::mqtt::topic::Route;
+use crate::mqtt::topic::{OnFull, Route};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -25,11 +25,33 @@ struct Pipeline {
     acker: JoinHandle<()>,
 }
 
-/// Ingest and ack tasks for routes `filter -> stream`, over streams made by `streams`.
+/// Ingest and ack tasks for routes `filter -> stream` that hold back on a full stream, over
+/// streams made by `streams`.
 fn pipeline(
     fs: Arc<FaultInjectingFs>,
     streams: Vec<StreamDefinition>,
     routes: &[(&str, &str)],
+) -> Pipeline {
+    let routes = routes
+        .iter()
+        .map(|(filter, stream)| route(filter, stream, OnFull::Hold))
+        .collect();
+    pipeline_of(fs, streams, routes)
+}
+
+fn route(filter: &str, stream: &str, on_full: OnFull) -> Route {
+    Route {
+        filter: filter.into(),
+        stream: stream.into(),
+        broker: None,
+        on_full,
+    }
+}
+
+fn pipeline_of(
+    fs: Arc<FaultInjectingFs>,
+    streams: Vec<StreamDefinition>,
+    routes: Vec<Route>,
 ) -> Pipeline {
     let dir = tempfile::tempdir().unwrap();
     let opts = ManagerOptions {
@@ -40,14 +62,6 @@ fn pipeline(
     for def in streams {
         manager.create_stream(def).unwrap();
     }
-    let routes: Vec<Route> = routes
-        .iter()
-        .map(|(filter, stream)| Route {
-            filter: (*filter).into(),
-            stream: (*stream).into(),
-            broker: None,
-        })
-        .collect();
     let metrics = Arc::new(IngestMetrics::default());
     let ingest = Ingest::new(
         Router::for_broker(&routes, "b"),
@@ -225,4 +239,54 @@ async fn a_full_disk_holds_the_ack_back_until_the_message_is_stored() {
     assert_eq!(p.records("s"), 1);
     let (acked, _) = p.finish().await;
     assert_eq!(acked, vec![1]);
+}
+
+#[tokio::test]
+async fn a_full_stream_under_drop_is_acked_and_counted_and_the_other_streams_keep_flowing() {
+    let p = pipeline_of(
+        Default::default(),
+        vec![stream("alarms", 1024), stream("telemetry", 1 << 20)],
+        vec![
+            route("alarms/#", "alarms", OnFull::Drop),
+            route("telemetry/#", "telemetry", OnFull::Drop),
+        ],
+    );
+    // 600 bytes fit once into the 1 KiB alarms stream; the second is refused as full.
+    p.send(1, "alarms/a", 600, QoS::AtLeastOnce).await;
+    p.send(2, "alarms/a", 600, QoS::AtLeastOnce).await;
+    for pkid in 3..=10 {
+        p.send(pkid, "telemetry/t", 100, QoS::AtLeastOnce).await;
+    }
+    wait_for("telemetry stored", || p.records("telemetry") == 8).await;
+    let (acked, m) = p.finish().await;
+    assert_eq!(
+        acked,
+        (1..=10).collect::<Vec<u16>>(),
+        "every message acked, in order"
+    );
+    assert_eq!(m.dropped_full, 1);
+    assert_eq!(
+        m.messages_stored, 9,
+        "the dropped one is not counted as stored"
+    );
+    assert_eq!(m.backpressure_waits, 0, "nothing was held back");
+}
+
+#[tokio::test]
+async fn a_full_stream_under_divert_stores_the_message_in_the_overflow_stream() {
+    let p = pipeline_of(
+        Default::default(),
+        vec![stream("alarms", 1024), stream("overflow", 1 << 20)],
+        vec![route(
+            "alarms/#",
+            "alarms",
+            OnFull::Divert("overflow".into()),
+        )],
+    );
+    p.send(1, "alarms/a", 600, QoS::AtLeastOnce).await;
+    p.send(2, "alarms/a", 600, QoS::AtLeastOnce).await;
+    wait_for("the second message diverted", || p.records("overflow") == 1).await;
+    let (acked, m) = p.finish().await;
+    assert_eq!(acked, vec![1, 2]);
+    assert_eq!((m.diverted, m.dropped_full, m.messages_stored), (1, 0, 2));
 }
