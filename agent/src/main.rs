@@ -105,8 +105,8 @@ fn main() -> ExitCode {
             match runtime.block_on(daemon::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    // The log goes to stderr already: one line, not two.
                     tracing::error!("{e:#}");
-                    eprintln!("ferry: {e:#}");
                     ExitCode::FAILURE
                 }
             }

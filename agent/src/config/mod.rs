@@ -309,12 +309,7 @@ impl AgentConfig {
     }
 
     pub fn validate(&self) -> Result<(), (String, String)> {
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
-            (
-                "log.level".to_string(),
-                format!("{:?} is not a log filter: {e}", self.log.level),
-            )
-        })?;
+        check_log_level(&self.log.level).map_err(|m| ("log.level".to_string(), m))?;
         if self.export.bandwidth_bytes_per_second == Some(0) {
             return Err((
                 "export.bandwidth_bytes_per_second".into(),
@@ -349,6 +344,11 @@ impl AgentConfig {
         for (i, b) in self.brokers.iter().enumerate() {
             b.validate()
                 .map_err(|(k, m)| (format!("brokers[{i}].{k}"), m))?;
+            // The same files `run` reads, read now, so a check passes only what will start.
+            if let Some(tls) = &b.tls {
+                ferry_connectors::mqtt::client_config(tls)
+                    .map_err(|e| (format!("brokers[{i}].tls"), format!("{e:#}")))?;
+            }
             if !brokers.insert(b.name.as_str()) {
                 return Err((
                     format!("brokers[{i}].name"),
@@ -405,5 +405,25 @@ impl AgentConfig {
 }
 
 mod exports;
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A tracing filter whose every directive names a level: `info`, `info,ferry_connectors=debug`.
+/// (A bare word such as `verbose` is a valid filter to tracing, meaning "everything from the
+/// target `verbose`", which silences all of Ferry's logs; so it is refused here.)
+fn check_log_level(filter: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("{filter:?} is not a log filter: {e}"))?;
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} names no level: use one of {} or target=level, e.g. \"info,ferry_connectors=debug\"",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -25,10 +25,12 @@ fn the_example_config_shipped_in_the_repository_is_valid() {
         "an external broker turns the embedded one off"
     );
     assert!(!cfg.embedded_enabled());
-    assert_eq!(
-        cfg.brokers[0].tls.as_ref().unwrap().ca_file,
-        Path::new("/etc/ferry/ca.pem")
+    assert!(
+        cfg.brokers[0].tls.is_none(),
+        "the TLS example is commented out: its files do not exist here"
     );
+    assert_eq!(cfg.streams[0].exports.len(), 1, "an export example");
+    assert_eq!(cfg.streams[0].exports[0].kind.name(), "http");
     assert_eq!(cfg.streams[0].time_to_live_ms, Some(604_800_000));
 }
 
@@ -286,4 +288,27 @@ fn a_divert_to_an_undeclared_stream_is_refused_naming_the_route() {
     );
     let ok = "[[streams]]\nname = \"a\"\n[[streams]]\nname = \"o\"\n[[routes]]\nfilter = \"#\"\nstream = \"a\"\non_full = { divert = \"o\" }\n";
     assert!(load_str(ok, &[]).is_ok());
+}
+
+#[test]
+fn a_log_level_that_names_no_level_is_refused_instead_of_silencing_the_log() {
+    let err = load_str("", &[("FERRY_LOG__LEVEL", "verbose")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("log.level") && err.contains("verbose"),
+        "{err}"
+    );
+    assert!(load_str("", &[("FERRY_LOG__LEVEL", "info,ferry_connectors=debug")]).is_ok());
+    assert!(load_str("", &[("FERRY_LOG__LEVEL", "WARN")]).is_ok());
+}
+
+#[test]
+fn an_unreadable_tls_file_fails_the_check_as_it_would_fail_the_start() {
+    let toml = "[[brokers]]\nname = \"b\"\n[brokers.tls]\nca_file = \"/no/such/ca.pem\"\n";
+    let err = load_str(toml, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("brokers[0].tls") && err.contains("/no/such/ca.pem"),
+        "{err}"
+    );
 }

@@ -15,5 +15,5 @@ pub mod topic;
 pub use config::{BrokerConfig, Subscription, TlsSettings};
 pub use metrics::{IngestMetrics, IngestSnapshot};
 pub use source::{MqttSource, SourceError};
-pub use tls::TlsError;
+pub use tls::{client_config, TlsError};
 pub use topic::{Route, Router};
