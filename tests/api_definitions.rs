@@ -164,3 +164,31 @@ async fn a_method_an_endpoint_does_not_take_gets_a_json_405() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_finds_the_api_address_and_token_in_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "[api]\ntoken = \"sekrit\"\n", Some("sekrit"));
+    let listen = d.api.trim_start_matches("http://");
+    let cli_config = dir.path().join("cli.toml");
+    std::fs::write(
+        &cli_config,
+        format!("[api]\nlisten = \"{listen}\"\ntoken = \"sekrit\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["streams", "list", "--config"])
+        .arg(&cli_config)
+        .env_remove("FERRY_URL")
+        .env_remove("FERRY_TOKEN")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("NAME"),
+        "{stdout}{stderr}"
+    );
+}

@@ -52,7 +52,7 @@ enum ExportsCommand {
 }
 
 pub async fn run(args: ExportsArgs) -> Result<()> {
-    let c = Client::new(args.connection);
+    let c = Client::new(args.connection)?;
     let (target, action) = match args.command {
         ExportsCommand::Pause(t) => (t, ExportControl::Pause),
         ExportsCommand::Resume(t) => (t, ExportControl::Resume),

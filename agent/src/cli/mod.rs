@@ -25,21 +25,21 @@ use print::{persistence_name, print_description, print_record};
 /// How the CLI reaches the daemon; shared by `ferry streams` and `ferry exports`.
 #[derive(Args)]
 pub struct ConnectionArgs {
-    /// The local API's address.
-    #[arg(
-        long,
-        env = "FERRY_URL",
-        default_value = "http://127.0.0.1:8470",
-        global = true
-    )]
-    url: String,
-    /// Bearer token, when the API requires one.
+    /// The local API's address (default: from --config, else http://127.0.0.1:8470).
+    #[arg(long, env = "FERRY_URL", global = true)]
+    url: Option<String>,
+    /// Bearer token, when the API requires one (default: from --config).
     #[arg(long, env = "FERRY_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// The daemon's configuration file: its api.listen and token are used.
+    #[arg(long, env = "FERRY_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
 }
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8470";
 
 #[derive(Args)]
 pub struct StreamsArgs {
@@ -235,18 +235,48 @@ fn stream_path(name: &str) -> String {
 }
 
 impl Client {
-    fn new(c: ConnectionArgs) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            url: c.url,
-            token: c.token,
-            json: c.json,
+    /// `--url` and `--token` win; what they leave open comes from the configuration file.
+    fn new(c: ConnectionArgs) -> Result<Client> {
+        let (mut url, mut token) = (c.url, c.token);
+        if let Some(path) = &c.config {
+            let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+            let cfg = crate::config::AgentConfig::load(Some(path), &env)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            if url.is_none() {
+                let l = cfg.api.listen;
+                // A daemon listening on every address is reached on loopback.
+                let ip = match l.ip() {
+                    std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    }
+                    std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    }
+                    ip => ip,
+                };
+                url = Some(format!(
+                    "http://{}",
+                    std::net::SocketAddr::new(ip, l.port())
+                ));
+            }
+            if token.is_none() {
+                token = cfg
+                    .api
+                    .resolved_token()
+                    .map_err(|e| anyhow::anyhow!("api.token: {e}"))?;
+            }
         }
+        Ok(Client {
+            http: reqwest::Client::new(),
+            url: url.unwrap_or_else(|| DEFAULT_URL.to_string()),
+            token,
+            json: c.json,
+        })
     }
 }
 
 pub async fn run(args: StreamsArgs) -> Result<()> {
-    let c = Client::new(args.connection);
+    let c = Client::new(args.connection)?;
     let out = &mut std::io::stdout().lock();
     match args.command {
         StreamsCommand::List => list(&c, out).await,
