@@ -192,3 +192,57 @@ async fn the_cli_finds_the_api_address_and_token_in_the_config_file() {
         "{stdout}{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_shown_and_survive_a_read_modify_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", None);
+    let export = json!({"identifier": "e", "kind": "http",
+        "settings": {"url": "http://127.0.0.1:9/", "headers": {"Authorization": "Bearer hunter2"}}});
+    let (s, v) = d
+        .call(
+            Method::POST,
+            "/v1/streams",
+            Some(stream_with_export("sec", export)),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(!v.to_string().contains("hunter2"), "{v}");
+    // Read, change the priority, write the whole export list back as it was shown.
+    let (_, v) = d.call(Method::GET, "/v1/streams/sec", None).await;
+    assert!(!v.to_string().contains("hunter2"), "{v}");
+    let mut exports = v["definition"]["exports"].clone();
+    exports[0]["priority"] = json!(2);
+    let (s, v) = d
+        .call(
+            Method::PATCH,
+            "/v1/streams/sec",
+            Some(json!({"exports": exports})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["definition"]["exports"][0]["priority"], 2);
+    let (_, text, _) = d.cli(&["describe", "sec", "--json"]);
+    assert!(!text.contains("hunter2"), "{text}");
+    // The stored secret is the original one, not the placeholder.
+    drop(d);
+    let catalog = catalog_text(&dir.path().join("data/catalog.sqlite"));
+    assert!(
+        catalog.contains("Bearer hunter2"),
+        "the real secret is kept"
+    );
+    assert!(
+        !catalog.contains("<redacted>"),
+        "the placeholder was not stored"
+    );
+}
+
+/// The catalog's bytes as text (SQLite keeps short rows readable): enough to see which header
+/// value was stored, without opening the database.
+fn catalog_text(path: &std::path::Path) -> String {
+    let mut bytes = std::fs::read(path).unwrap_or_default();
+    if let Ok(wal) = std::fs::read(path.with_extension("sqlite-wal")) {
+        bytes.extend(wal);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}

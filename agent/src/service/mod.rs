@@ -112,7 +112,10 @@ impl Service {
                 "the body names stream {other:?} but the path names {name:?}; a stream cannot be renamed"
             )));
         }
-        let def = patch.apply(self.manager.stream(name)?.definition());
+        let current = self.manager.stream(name)?.definition();
+        let mut def = patch.apply(current.clone());
+        // A secret sent back as shown (redacted) keeps its stored value.
+        ferry_stream_manager::definition::restore_secrets(&mut def, &current);
         self.check_exports(&def)?;
         self.blocking(move |m| m.update_stream(def)).await?;
         self.exports_follow().await;

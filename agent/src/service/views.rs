@@ -253,7 +253,8 @@ impl StreamView {
         let c = &d.counters;
         StreamView {
             name: d.definition.name.clone(),
-            definition: d.definition.clone(),
+            // Header values and AWS secret keys never leave Ferry through an answer.
+            definition: ferry_stream_manager::definition::redact_secrets(d.definition.clone()),
             status: StreamStatusView {
                 first_sequence_number: d.first_sequence_number,
                 last_sequence_number: d.last_sequence_number,
