@@ -176,3 +176,36 @@ fn a_second_daemon_on_the_same_data_directory_is_refused() {
     let (status, _) = second.terminate();
     assert!(!status.success());
 }
+
+#[test]
+fn sighup_reloads_the_configuration_and_an_invalid_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferry.toml");
+    let port = support::free_port();
+    let base = format!(
+        "data_dir = \"{}\"\n[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&config, &base).unwrap();
+    let ferry = Ferry::start(&config, dir.path());
+    let hup = |f: &Ferry| {
+        // SAFETY: kill(2) on the daemon this test started and has not reaped.
+        unsafe { libc::kill(f.id() as i32, libc::SIGHUP) };
+    };
+    // A new stream declared in the file appears without a restart.
+    std::fs::write(
+        &config,
+        format!("{base}[[streams]]\nname = \"mqtt\"\n[[streams]]\nname = \"added\"\n[[routes]]\nfilter = \"#\"\nstream = \"mqtt\"\n"),
+    )
+    .unwrap();
+    hup(&ferry);
+    ferry.wait_log("stream created or updated", Duration::from_secs(20));
+    assert_eq!(ferry.records("added"), Some(0), "{}", ferry.logs());
+    // A broken file is refused and Ferry keeps running on the previous configuration.
+    std::fs::write(&config, format!("{base}[[streams]]\nname = \"bad/name\"\n")).unwrap();
+    hup(&ferry);
+    ferry.wait_log("configuration reload refused", Duration::from_secs(20));
+    assert_eq!(ferry.records("added"), Some(0), "still serving");
+    let (status, logs) = ferry.terminate();
+    assert!(status.success(), "a SIGHUP must not kill Ferry:\n{logs}");
+}

@@ -15,6 +15,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::AgentConfig;
 use crate::exports::Exports;
+use crate::logging::LogLevel;
+use crate::reload::{self, ConfigSource};
 use crate::service::Service;
 use crate::supervisor::{Phase, Supervisor};
 use crate::{api, broker, greengrass, ingest_log, systemd};
@@ -25,7 +27,11 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 
 type Ingest = Vec<(String, Arc<IngestMetrics>)>;
 
-pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+pub async fn run(
+    mut cfg: AgentConfig,
+    source: ConfigSource,
+    log_level: LogLevel,
+) -> anyhow::Result<()> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
@@ -66,10 +72,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         });
     }
 
-    let early = tokio::select! {
-        signal = signals.recv() => Some(Ok(signal)),
-        failure = sup.failure() => Some(Err(failure)),
-        () = wait_subscribed(&ingest) => None,
+    let early = loop {
+        tokio::select! {
+            event = signals.next() => match event {
+                SignalEvent::Stop(signal) => break Some(Ok(signal)),
+                SignalEvent::Reload => tracing::warn!("SIGHUP during start-up ignored; send it again once Ferry is ready"),
+            },
+            failure = sup.failure() => break Some(Err(failure)),
+            () = wait_subscribed(&ingest) => break None,
+        }
     };
     let outcome = match early {
         Some(outcome) => outcome,
@@ -77,9 +88,23 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             systemd::ready();
             systemd::spawn_watchdog(sup.stop_token(Phase::Storage));
             tracing::info!("ferry is ready");
-            tokio::select! {
-                signal = signals.recv() => Ok(signal),
-                failure = sup.failure() => Err(failure),
+            loop {
+                let event = tokio::select! {
+                    event = signals.next() => event,
+                    failure = sup.failure() => break Err(failure),
+                };
+                match event {
+                    SignalEvent::Stop(signal) => break Ok(signal),
+                    SignalEvent::Reload => {
+                        tracing::info!("SIGHUP received; reloading the configuration");
+                        systemd::reloading();
+                        if let Some(new) = reload::apply(&source, &cfg, &manager, &log_level).await
+                        {
+                            cfg = new;
+                        }
+                        systemd::ready();
+                    }
+                }
             }
         }
     };
@@ -236,6 +261,8 @@ async fn wait_subscribed(ingest: &Ingest) {
 struct Signals {
     term: Signal,
     int: Signal,
+    /// Reload the configuration (installed from the start, so a SIGHUP never kills Ferry).
+    hup: Signal,
 }
 
 impl Signals {
@@ -243,13 +270,20 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
-    async fn recv(&mut self) -> &'static str {
+    async fn next(&mut self) -> SignalEvent {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => SignalEvent::Stop("SIGTERM"),
+            _ = self.int.recv() => SignalEvent::Stop("SIGINT"),
+            _ = self.hup.recv() => SignalEvent::Reload,
         }
     }
+}
+
+enum SignalEvent {
+    Stop(&'static str),
+    Reload,
 }

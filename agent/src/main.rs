@@ -10,6 +10,7 @@ mod exports;
 mod greengrass;
 mod ingest_log;
 mod logging;
+mod reload;
 mod service;
 mod supervisor;
 mod systemd;
@@ -94,15 +95,19 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if let Err(e) = logging::init(&cfg.log) {
-                eprintln!("ferry: {e:#}");
-                return ExitCode::from(2);
-            }
+            let log_level = match logging::init(&cfg.log) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("ferry: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let source = reload::ConfigSource { file: config, env };
             allocator::tune(); // before the runtime starts its threads
             let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
                 return ExitCode::FAILURE;
             };
-            match runtime.block_on(daemon::run(cfg)) {
+            match runtime.block_on(daemon::run(cfg, source, log_level)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // The log goes to stderr already: one line, not two.

@@ -10,6 +10,11 @@ pub fn ready() {
     notify(&[NotifyState::Ready, NotifyState::Status("running")]);
 }
 
+/// A configuration reload is under way (`Type=notify` units may use `ExecReload=kill -HUP`).
+pub fn reloading() {
+    notify(&[NotifyState::Reloading, NotifyState::Status("reloading")]);
+}
+
 pub fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
