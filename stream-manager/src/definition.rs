@@ -58,13 +58,17 @@ pub struct StreamDefinition {
     pub name: String,
     #[serde(default)]
     pub persistence: Persistence,
-    #[serde(default = "default_max_size")]
+    /// A number of bytes, or text such as `"256MiB"` (see `units`).
+    #[serde(default = "default_max_size", deserialize_with = "crate::units::bytes")]
     pub max_size_bytes: u64,
-    #[serde(default = "default_segment_size")]
+    #[serde(
+        default = "default_segment_size",
+        deserialize_with = "crate::units::bytes"
+    )]
     pub segment_size_bytes: u64,
     /// Records older than this are removed in the background. `None` keeps them until size
-    /// retention removes them.
-    #[serde(default)]
+    /// retention removes them. Milliseconds, or text such as `"7d"`.
+    #[serde(default, deserialize_with = "crate::units::millis_opt")]
     pub time_to_live_ms: Option<u64>,
     #[serde(default)]
     pub strategy_on_full: StrategyOnFull,

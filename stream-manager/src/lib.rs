@@ -25,6 +25,7 @@ pub mod storage;
 mod stream;
 mod sync;
 pub mod time;
+pub mod units;
 
 pub use definition::{
     ExportDefinition, PermanentErrorPolicy, Persistence, StrategyOnFull, StreamDefinition,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ferry_connectors::mqtt::topic::{validate_filter, OnFull};
 use ferry_connectors::mqtt::{BrokerConfig, Route};
 use ferry_connectors::sinks::SinkEnv;
-use ferry_stream_manager::StreamDefinition;
+use ferry_stream_manager::{units, StreamDefinition};
 use serde::Deserialize;
 
 use crate::greengrass::GreengrassConfig;
@@ -38,7 +38,7 @@ pub struct LogConfig {
     #[serde(default = "default_level")]
     pub level: String,
     /// How often each broker connection logs its counters; 0 turns it off.
-    #[serde(default = "default_stats_interval")]
+    #[serde(default = "default_stats_interval", deserialize_with = "units::millis")]
     pub stats_interval_ms: u64,
 }
 
@@ -68,7 +68,7 @@ pub struct EmbeddedBrokerConfig {
     pub enabled: Option<bool>,
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    #[serde(default = "default_payload")]
+    #[serde(default = "default_payload", deserialize_with = "units::bytes_usize")]
     pub max_payload_size_bytes: usize,
     #[serde(default = "default_connections")]
     pub max_connections: usize,
@@ -90,7 +90,7 @@ impl Default for EmbeddedBrokerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
     /// A cap on all exports together; higher-priority exports are served first under it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::bytes_opt")]
     pub bandwidth_bytes_per_second: Option<u64>,
 }
 
@@ -109,7 +109,7 @@ pub struct ApiConfig {
     #[serde(default)]
     pub token_file: Option<PathBuf>,
     /// Larger request bodies are refused with 413.
-    #[serde(default = "default_max_body")]
+    #[serde(default = "default_max_body", deserialize_with = "units::bytes_usize")]
     pub max_body_bytes: usize,
 }
 
@@ -192,10 +192,16 @@ pub struct AgentConfig {
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// How long shutdown may take (stop ingestion, acknowledge, flush) before Ferry exits anyway.
-    #[serde(default = "default_shutdown_timeout")]
+    #[serde(
+        default = "default_shutdown_timeout",
+        deserialize_with = "units::millis"
+    )]
     pub shutdown_timeout_ms: u64,
     /// How often records past their stream's time to live are removed.
-    #[serde(default = "default_retention_interval")]
+    #[serde(
+        default = "default_retention_interval",
+        deserialize_with = "units::millis"
+    )]
     pub retention_interval_ms: u64,
     #[serde(default)]
     pub log: LogConfig,

@@ -312,3 +312,23 @@ fn an_unreadable_tls_file_fails_the_check_as_it_would_fail_the_start() {
         "{err}"
     );
 }
+
+#[test]
+fn sizes_and_durations_may_be_written_for_people() {
+    let toml = "shutdown_timeout_ms = \"15s\"\n[[streams]]\nname = \"s\"\nmax_size_bytes = \"64MiB\"\ntime_to_live_ms = \"7d\"\n";
+    let cfg = load_str(toml, &[("FERRY_API__MAX_BODY_BYTES", "1MiB")]).unwrap();
+    assert_eq!(cfg.shutdown_timeout_ms, 15_000);
+    assert_eq!(cfg.streams[0].max_size_bytes, 64 << 20);
+    assert_eq!(cfg.streams[0].time_to_live_ms, Some(604_800_000));
+    assert_eq!(cfg.api.max_body_bytes, 1 << 20);
+    let err = load_str(
+        "[[streams]]\nname = \"s\"\nmax_size_bytes = \"lots\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("lots") && err.contains("max_size_bytes"),
+        "{err}"
+    );
+}

@@ -72,13 +72,21 @@ pub struct StreamPatch {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<Persistence>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "ferry_stream_manager::units::bytes_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_size_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "ferry_stream_manager::units::bytes_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub segment_size_bytes: Option<u64>,
     #[serde(
         default,
-        deserialize_with = "present",
+        deserialize_with = "present_millis",
         skip_serializing_if = "Option::is_none"
     )]
     pub time_to_live_ms: Option<Option<u64>>,
@@ -90,13 +98,12 @@ pub struct StreamPatch {
     pub exports: Option<Vec<ExportDefinition>>,
 }
 
-/// A field that is present (`null` included) becomes `Some`, so `null` can mean "remove".
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+/// A duration that is present (`null` included) becomes `Some`, so `null` can mean "remove".
+fn present_millis<'de, D>(d: D) -> Result<Option<Option<u64>>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
 {
-    Option::<T>::deserialize(d).map(Some)
+    ferry_stream_manager::units::millis_opt(d).map(Some)
 }
 
 impl From<StreamDefinition> for StreamPatch {
