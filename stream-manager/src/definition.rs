@@ -34,16 +34,42 @@ pub const MIN_SEGMENT_SIZE_BYTES: u64 = 1024;
 pub const MAX_SEGMENT_SIZE_BYTES: u64 = 1024 * 1024 * 1024;
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Read from text with an error that lists the valid values (serde's own names a "variant
+/// constructor"), for the enums people write in files.
+macro_rules! named_values {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl TryFrom<String> for $ty {
+            type Error = String;
+            fn try_from(text: String) -> std::result::Result<Self, String> {
+                match text.as_str() {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        "{text:?} is not one of {}",
+                        [$(concat!("\"", $name, "\"")),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Persistence {
     #[default]
     File,
     Memory,
 }
 
+named_values!(Persistence { File => "file", Memory => "memory" });
+
+named_values!(StrategyOnFull {
+    RejectNewData => "reject_new_data",
+    OverwriteOldestData => "overwrite_oldest_data",
+});
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum StrategyOnFull {
     /// Refuse appends that would exceed `max_size_bytes`; nothing stored is dropped.
     #[default]

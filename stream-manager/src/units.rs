@@ -4,13 +4,68 @@
 //! takes `60000` or `"60s"` (`"500ms"`, `"7d"`, `"1h 30m"`, as `humantime` reads them). Stored
 //! and shown values are plain numbers.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrText {
-    Number(u64),
-    Text(String),
+/// A number, or text that `parse` turns into one.
+struct NumberOrText {
+    parse: fn(&str) -> Result<u64, String>,
+    expecting: &'static str,
+}
+
+impl<'de> serde::de::Visitor<'de> for NumberOrText {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative; {}", self.expecting)))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+        Err(E::custom(format!("{v} is not whole; {}", self.expecting)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        (self.parse)(v).map_err(E::custom)
+    }
+}
+
+const BYTES: NumberOrText = NumberOrText {
+    parse: parse_bytes,
+    expecting: "expected a number of bytes or a size such as \"256MiB\"",
+};
+const MILLIS: NumberOrText = NumberOrText {
+    parse: parse_millis,
+    expecting: "expected milliseconds or a duration such as \"30s\" or \"7d\"",
+};
+
+/// `Some` of a number or text; `None` for null or a missing key.
+struct Optional(NumberOrText);
+
+impl<'de> serde::de::Visitor<'de> for Optional {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.0.expecting)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+        d.deserialize_any(self.0).map(Some)
+    }
 }
 
 /// Parses `"256MiB"` and the like (see the module comment); a bare number is bytes.
@@ -30,9 +85,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "{text:?} is not a size: use a number of bytes or e.g. \"512KiB\", \"256MiB\", \"1GB\""
-        )),
+        ))
+        }
     };
     let value: f64 = number
         .parse()
@@ -56,10 +113,7 @@ pub fn parse_millis(text: &str) -> Result<u64, String> {
 }
 
 pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match NumberOrText::deserialize(d)? {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
-    }
+    d.deserialize_any(BYTES)
 }
 
 pub fn bytes_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -68,26 +122,15 @@ pub fn bytes_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 }
 
 pub fn bytes_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    match Option::<NumberOrText>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumberOrText::Number(n)) => Ok(Some(n)),
-        Some(NumberOrText::Text(t)) => parse_bytes(&t).map(Some).map_err(serde::de::Error::custom),
-    }
+    d.deserialize_option(Optional(BYTES))
 }
 
 pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match NumberOrText::deserialize(d)? {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(t) => parse_millis(&t).map_err(serde::de::Error::custom),
-    }
+    d.deserialize_any(MILLIS)
 }
 
 pub fn millis_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    match Option::<NumberOrText>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumberOrText::Number(n)) => Ok(Some(n)),
-        Some(NumberOrText::Text(t)) => parse_millis(&t).map(Some).map_err(serde::de::Error::custom),
-    }
+    d.deserialize_option(Optional(MILLIS))
 }
 
 #[cfg(test)]
@@ -129,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_definition_takes_numbers_or_text() {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct D {
             #[serde(deserialize_with = "bytes")]
             max_size_bytes: u64,

@@ -22,11 +22,22 @@ pub const CLI_VARIABLES: &[&str] = &["FERRY_CONFIG", "FERRY_URL", "FERRY_TOKEN"]
 pub const EMBEDDED_CONNECTION: &str = "local";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{text:?} is not one of \"text\", \"json\"")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -66,7 +77,7 @@ pub struct EmbeddedBrokerConfig {
     /// Default: on when no `[[brokers]]` are configured, off otherwise.
     #[serde(default)]
     pub enabled: Option<bool>,
-    #[serde(default = "default_listen")]
+    #[serde(default = "default_listen", deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     #[serde(default = "default_payload", deserialize_with = "units::bytes_usize")]
     pub max_payload_size_bytes: usize,
@@ -100,7 +111,7 @@ pub struct ExportConfig {
 pub struct ApiConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
-    #[serde(default = "default_api_listen")]
+    #[serde(default = "default_api_listen", deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     /// When set, every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
     #[serde(default)]
@@ -268,9 +279,10 @@ impl AgentConfig {
                 .source(Some(overrides)),
         );
         let keyed = |(key, reason): (String, String)| fail(format!("key `{key}`: {reason}"));
-        let built = builder.build().map_err(|e| fail(e.to_string()))?;
+        let crate_error = |e: config::ConfigError| messages::explain(&origin, &e.to_string(), env);
+        let built = builder.build().map_err(crate_error)?;
         exports::check_definitions(&built).map_err(keyed)?;
-        let mut cfg: AgentConfig = built.try_deserialize().map_err(|e| fail(e.to_string()))?;
+        let mut cfg: AgentConfig = built.try_deserialize().map_err(crate_error)?;
         cfg.greengrass.apply_port_variable(env).map_err(fail)?;
         let cfg = cfg.resolve().map_err(keyed)?;
         exports::check_sinks(&cfg.streams, &SinkEnv::from_vars(env.clone())).map_err(keyed)?;
@@ -411,6 +423,30 @@ impl AgentConfig {
 }
 
 mod exports;
+/// A listen address: `127.0.0.1:8470`, `[::1]:8470` or a host name such as `localhost:8470`
+/// (resolved now; an IPv4 address is preferred).
+pub fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    use std::net::ToSocketAddrs;
+    let text = String::deserialize(d)?;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address to listen on (host:port, e.g. \"127.0.0.1:8470\"): {e}"
+            ))
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} resolves to no address")))
+}
+
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 /// A tracing filter whose every directive names a level: `info`, `info,ferry_connectors=debug`.
@@ -431,5 +467,6 @@ fn check_log_level(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
+mod messages;
 #[cfg(test)]
 mod tests;

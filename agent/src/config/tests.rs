@@ -332,3 +332,29 @@ fn sizes_and_durations_may_be_written_for_people() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unknown_enum_value_lists_the_valid_ones_and_the_key_has_its_dot() {
+    let err = load_str(
+        "[[streams]]\nname = \"s\"\nstrategy_on_full = \"reject\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("\"reject_new_data\", \"overwrite_oldest_data\"")
+            && err.contains("streams[0].strategy_on_full"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_listen_address_may_name_a_host() {
+    let cfg = load_str("[api]\nlisten = \"localhost:8470\"\n", &[]).unwrap();
+    assert!(cfg.api.listen.ip().is_loopback());
+    assert_eq!(cfg.api.listen.port(), 8470);
+    let err = load_str("", &[("FERRY_API__LISTEN", "garbage")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("FERRY_API__LISTEN=\"garbage\""), "{err}");
+}
