@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, Outgoing, Packet, Request,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, Outgoing, Packet, Publish,
+    Request, SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -152,6 +152,25 @@ impl EventLoopTask {
         None
     }
 
+    /// Hands on messages read from a connection that is gone; their acks will be stale.
+    async fn store_read(&mut self, dead_generation: u64, read: Vec<Publish>) {
+        let Some(tx) = &self.in_tx else { return };
+        if !read.is_empty() {
+            tracing::info!(broker = %self.name, messages = read.len(), "storing messages read before the connection was lost (their acks are stale)");
+        }
+        for publish in read {
+            inc(&self.metrics.messages_received);
+            let msg = Incoming {
+                publish,
+                generation: dead_generation,
+            };
+            tokio::select! {
+                _ = tx.send(msg) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
     async fn apply(&mut self, action: Action, error: Option<&ConnectionError>) {
         match action {
             Action::Log(change) => self.record(change, error),
@@ -161,9 +180,11 @@ impl EventLoopTask {
                 }
             }
             Action::ForgetConnection => {
-                forget_connection(&mut self.eventloop, &self.acks, &self.generation);
+                let (dead, read) =
+                    forget_connection(&mut self.eventloop, &self.acks, &self.generation);
                 self.metrics.connected.store(false, Ordering::Relaxed);
                 self.metrics.subscribed.store(false, Ordering::Relaxed);
+                self.store_read(dead, read).await;
             }
             Action::StopIngest => self.in_tx = None,
             Action::Disconnect => self.disconnect().await,
@@ -226,20 +247,36 @@ impl EventLoopTask {
     }
 }
 
-/// After a connection error: nothing rumqttc still holds for the dead connection may reach the
-/// next one. Events read before the failure would be handed on and acknowledged with packet ids
-/// of the old connection; an ack request (a nudge) can land in rumqttc's channel after its own
-/// clean-up, and its clean-up keeps PUBRECs for the next connection. Owed acks become stale.
-/// Done under the ack queue's lock, which the acker holds while it sends a nudge.
-fn forget_connection(eventloop: &mut EventLoop, acks: &Mutex<AckQueue>, generation: &AtomicU64) {
+/// After a connection error: no ack rumqttc still holds for the dead connection may reach the
+/// next one. An ack request (a nudge) can land in rumqttc's channel after its own clean-up, and
+/// its clean-up keeps PUBRECs for the next connection. Owed acks become stale. Done under the ack
+/// queue's lock, which the acker holds while it sends a nudge.
+///
+/// Messages read before the failure but not handed on yet are returned, with the generation of
+/// the dead connection: Ferry stores them (a broker that keeps no queue would not send them
+/// again) and their acks are stale, so at worst they arrive twice.
+fn forget_connection(
+    eventloop: &mut EventLoop,
+    acks: &Mutex<AckQueue>,
+    generation: &AtomicU64,
+) -> (u64, Vec<Publish>) {
     let mut q = lock(acks);
-    generation.fetch_add(1, Ordering::SeqCst);
+    let dead = generation.fetch_add(1, Ordering::SeqCst);
     q.connection_lost();
     eventloop.clean(); // again: moves what reached the channel since into `pending`
     eventloop
         .pending
         .retain(|r| !matches!(r, Request::PubAck(_) | Request::PubRec(_)));
-    eventloop.state.events.clear();
+    let read = eventloop
+        .state
+        .events
+        .drain(..)
+        .filter_map(|e| match e {
+            MqttEvent::Incoming(Packet::Publish(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    (dead, read)
 }
 
 fn describe(e: &ConnectionError) -> String {
@@ -254,10 +291,10 @@ fn describe(e: &ConnectionError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rumqttc::{MqttOptions, Publish, QoS};
+    use rumqttc::{MqttOptions, QoS};
 
     #[test]
-    fn a_lost_connection_leaves_no_ack_or_event_for_the_next_one() {
+    fn a_lost_connection_leaves_no_ack_for_the_next_one_and_hands_on_what_it_read() {
         let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 16);
         let acks = Mutex::new(AckQueue::default());
         let generation = AtomicU64::new(3);
@@ -282,10 +319,19 @@ mod tests {
             .events
             .push_back(MqttEvent::Incoming(Packet::Publish(p)));
 
-        forget_connection(&mut eventloop, &acks, &generation);
+        let (dead, read) = forget_connection(&mut eventloop, &acks, &generation);
 
         assert_eq!(generation.load(Ordering::SeqCst), 4);
         assert!(eventloop.state.events.is_empty());
+        assert_eq!(
+            dead, 3,
+            "the message keeps the dead connection's generation"
+        );
+        assert_eq!(
+            read.iter().map(|p| p.pkid).collect::<Vec<_>>(),
+            [10],
+            "a message read before the failure is handed on, not dropped"
+        );
         assert_eq!(eventloop.pending.len(), 1, "{:?}", eventloop.pending);
         assert!(matches!(eventloop.pending[0], Request::Subscribe(_)));
         assert!(
