@@ -5,6 +5,7 @@
 mod aws_settings;
 mod export;
 mod keyed_settings;
+mod s3_task_settings;
 mod sink_settings;
 mod stored;
 
@@ -15,6 +16,7 @@ pub use export::{
     ExportConfigError, ExportDefinition, ExportKind, PermanentErrorPolicy, RawExportDefinition,
     DEFAULT_PRIORITY,
 };
+pub use s3_task_settings::{S3TaskSettings, StatusLevel, MAX_S3_PART_SIZE_BYTES};
 pub use sink_settings::{
     check_http_url, FirehoseSettings, HttpFormat, HttpSettings, KinesisSettings, PartitionKey,
     S3Format, S3Settings, MIN_S3_PART_SIZE_BYTES,
