@@ -24,6 +24,7 @@ mod status;
 mod task;
 mod upload;
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use ferry_stream_manager::definition::S3TaskSettings;
@@ -117,14 +118,15 @@ impl S3TaskSink {
             self.report(TaskStatus::InProgress, Some(&task), seq, &msg)
                 .await;
         }
-        let prepared =
-            task::input_path(&task.input_url, &self.settings.input_dirs).and_then(|path| {
-                let size = std::fs::metadata(&path)
-                    .map_err(|e| format!("input file {}: {e}", path.display()))?
-                    .len();
-                let key = key_template::render(&task.key, now_ms())?;
-                Ok((path, size, key))
-            });
+        // Resolving links and reading the size touch the disk: off the runtime's threads.
+        let (url, dirs, key) = (
+            task.input_url.clone(),
+            self.settings.input_dirs.clone(),
+            task.key.clone(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || prepare(&url, &dirs, &key))
+            .await
+            .unwrap_or_else(|e| Err(format!("preparing the task failed: {e}")));
         let (path, size, key) = match prepared {
             Ok(p) => p,
             Err(reason) => return self.fail(Some(&task), seq, reason, None).await,
@@ -185,6 +187,15 @@ impl S3TaskSink {
             reason: format!("S3 task {seq}: {reason}"),
         })
     }
+}
+
+/// The input file's path and size, and the key with its placeholders resolved now.
+fn prepare(url: &str, input_dirs: &[PathBuf], key: &str) -> Result<(PathBuf, u64, String), String> {
+    let path = task::input_path(url, input_dirs)?;
+    let size = std::fs::metadata(&path)
+        .map_err(|e| format!("input file {}: {e}", path.display()))?
+        .len();
+    Ok((path, size, key_template::render(key, now_ms())?))
 }
 
 impl Sink for S3TaskSink {
