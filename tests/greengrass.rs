@@ -1,7 +1,8 @@
 //! End-to-end tests of the Greengrass Stream Manager port: the official Python SDK
 //! (`stream-manager==1.1.2`, in `.venv-gg`, made by tests/run-all.sh or here) against the real
 //! `ferry` daemon, and raw protocol clients for what the SDK never sends (hostile frames,
-//! clients that never read, shutdown during a long poll).
+//! clients that never read, shutdown during a long poll). The export tests run moto
+//! (`FERRYTEST_MOTO_SERVER`) as Kinesis and S3.
 
 mod support;
 
@@ -93,15 +94,19 @@ fn with_token() -> [(&'static str, &'static str); 1] {
     [("AWS_CONTAINER_AUTHORIZATION_TOKEN", TOKEN)]
 }
 
+/// Exports defined through the port get a region and keys, so disabled ones start offline.
+const OFFLINE_EXPORTS: &str = "[greengrass.exports]\nregion = \"us-east-1\"\ncredentials = { access_key_id = \"AKIDOFFLINE\", secret_access_key = \"offline\" }\n";
+
 #[test]
 fn the_specs_acceptance_script_passes_with_the_official_sdk() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, port) = start(dir.path(), &[TOKEN, "another-app"], "");
+    let (d, port) = start(dir.path(), &[TOKEN, "another-app"], OFFLINE_EXPORTS);
     let out = sdk(&d, port, "acceptance", &with_token());
     assert!(
         out.contains("PASS long-poll sees the concurrent append"),
         "{out}"
     );
+    assert!(out.contains("PASS export status listed"), "{out}");
 }
 
 #[test]
@@ -342,3 +347,9 @@ fn a_long_poll_is_answered_when_ferry_stops_and_ferry_exits_promptly() {
 
 #[path = "greengrass/raw.rs"]
 mod raw;
+
+#[path = "greengrass/moto.rs"]
+mod moto;
+
+#[path = "greengrass/exports.rs"]
+mod exports;

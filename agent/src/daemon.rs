@@ -150,8 +150,10 @@ fn start_processing(
     manager: &Arc<StreamManager>,
     ingest: &Ingest,
 ) -> Arc<Service> {
-    // Sinks get the environment (AWS credentials, region) as data: libraries do not read it.
-    let sink_env = SinkEnv::from_vars(std::env::vars().collect());
+    // Sinks get the environment (AWS credentials, region) as data: libraries do not read it;
+    // and the streams, for the S3 task's status messages.
+    let sink_env =
+        SinkEnv::from_vars(std::env::vars().collect()).with_local_streams(manager.clone());
     let exports = Exports::new(
         manager.clone(),
         sink_env.clone(),

@@ -5,6 +5,7 @@
 mod aws_settings;
 mod export;
 mod keyed_settings;
+mod s3_task_settings;
 mod secrets;
 mod sink_settings;
 mod stored;
@@ -16,6 +17,7 @@ pub use export::{
     ExportConfigError, ExportDefinition, ExportKind, PermanentErrorPolicy, RawExportDefinition,
     DEFAULT_PRIORITY,
 };
+pub use s3_task_settings::{S3TaskSettings, StatusLevel, MAX_S3_PART_SIZE_BYTES};
 pub use secrets::{redact_secrets, restore_secrets};
 pub use sink_settings::{
     check_http_url, FirehoseSettings, HttpFormat, HttpSettings, KinesisSettings, PartitionKey,

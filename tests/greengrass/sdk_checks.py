@@ -4,8 +4,10 @@
     python sdk_checks.py CASE          (run by tests/greengrass.rs with the venv's python)
 
 Environment: FERRYTEST_GG_PORT (the port), AWS_CONTAINER_AUTHORIZATION_TOKEN (as a Greengrass
-component gets it), FERRYTEST_GG_WRONG_TOKEN (for the `wrong_token` case). Every check prints
-PASS or FAIL; the first FAIL exits 1. The last line of a run that passed is ALL CHECKS PASSED.
+component gets it), FERRYTEST_GG_WRONG_TOKEN (for the `wrong_token` case), FERRYTEST_GG_KINESIS
+(the Kinesis stream of `kinesis_export`), FERRYTEST_GG_DIR and FERRYTEST_GG_BUCKET (the input
+files and the bucket of `s3_task`). Every check prints PASS or FAIL; the first FAIL exits 1. The
+last line of a run that passed is ALL CHECKS PASSED.
 """
 import os
 import sys
@@ -14,42 +16,18 @@ import time
 
 from stream_manager import (ExportDefinition, InvalidRequestException, KinesisConfig,
                             MessageStreamDefinition, NotEnoughMessagesException, Persistence,
-                            ReadMessagesOptions, ResourceNotFoundException, StrategyOnFull,
-                            StreamManagerClient, UnknownFailureException,
+                            ResourceNotFoundException, StrategyOnFull, UnknownFailureException,
                             UpdateNotAllowedException)
 from stream_manager.exceptions import ConnectFailedException
 
-PORT = int(os.environ["FERRYTEST_GG_PORT"])
-
-
-def check(cond, what):
-    print(("PASS " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        sys.exit(1)
-
-
-def client():
-    return StreamManagerClient(host="127.0.0.1", port=PORT, connect_timeout=5, request_timeout=30)
-
-
-def fresh(c, definition):
-    try:
-        c.delete_message_stream(stream_name=definition.name)
-    except ResourceNotFoundException:
-        pass
-    c.create_message_stream(definition)
-
-
-def read(c, name, start, min_count=1, max_count=None, timeout_ms=0):
-    return c.read_messages(name, ReadMessagesOptions(
-        desired_start_sequence_number=start, min_message_count=min_count,
-        max_message_count=max_count, read_timeout_millis=timeout_ms))
+from sdk_common import check, client, fresh, read
+from sdk_exports import EXPORT_CASES
 
 
 def acceptance():
-    """The spec's acceptance script, on the test's port. Ferry refuses export definitions
-    through this port (documented), so the stream is created without the Kinesis export after
-    checking that refusal; the export-status check is left out for the same reason."""
+    """The spec's acceptance script (section 6) on the test's port, with a few more checks on
+    what describe echoes. The daemon gives exports made through this port a region and keys
+    ([greengrass.exports]), so the disabled Kinesis export is defined without reaching AWS."""
     stream = "AcceptanceStream_" + str(int(time.time()))
     payloads = [b"first", b"\x00\x01\x02binary", "third-\u00e9".encode("utf-8")]
     with client() as c:
@@ -59,18 +37,12 @@ def acceptance():
             pass
         export = ExportDefinition(kinesis=[KinesisConfig(
             identifier="KinesisExport" + stream, kinesis_stream_name="my-kinesis-stream",
-            batch_size=10, batch_interval_millis=60000, priority=1, disabled=True)])
-        definition = MessageStreamDefinition(
+            batch_size=10, batch_interval_millis=60000, priority=1,
+            disabled=True)])            # keep the test offline; set False to exercise the exporter
+        c.create_message_stream(MessageStreamDefinition(
             name=stream, max_size=64 * 1024 * 1024, stream_segment_size=1024 * 1024,
             strategy_on_full=StrategyOnFull.OverwriteOldestData, persistence=Persistence.File,
-            flush_on_write=True, export_definition=export)
-        try:
-            c.create_message_stream(definition)
-            check(False, "a definition with a Kinesis export is refused")
-        except InvalidRequestException as e:
-            check("kinesis" in e.message, "the refusal names the export kind: " + e.message)
-        definition.export_definition = None
-        c.create_message_stream(definition)
+            flush_on_write=True, export_definition=export))
         check(stream in (c.list_streams() or []), "list_streams contains the new stream")
 
         seqs = [c.append_message(stream_name=stream, data=p) for p in payloads]
@@ -110,6 +82,13 @@ def acceptance():
               "describe echoes the limits")
         check(info.storage_status.newest_sequence_number == seqs[-1], "newest_sequence_number")
         check(info.storage_status.oldest_sequence_number <= seqs[0], "oldest_sequence_number")
+        check("KinesisExport" + stream in [e.export_config_identifier for e in (info.export_statuses or [])],
+              "export status listed")
+        k = (info.definition.export_definition.kinesis or [None])[0]
+        check(k is not None and (k.identifier, k.kinesis_stream_name, k.batch_size,
+                                 k.batch_interval_millis, k.priority, k.disabled)
+              == ("KinesisExport" + stream, "my-kinesis-stream", 10, 60000, 1, True),
+              "describe echoes the Kinesis export config")
 
         c.delete_message_stream(stream_name=stream)
         try:
@@ -326,7 +305,7 @@ def sdk_read():
 
 
 CASES = {f.__name__: f for f in (acceptance, waiting_reads, trimmed, full, update, wrong_token,
-                                 concurrent, sdk_write, sdk_read)}
+                                 concurrent, sdk_write, sdk_read) + EXPORT_CASES}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()

@@ -148,7 +148,7 @@ fn an_export_of_an_unknown_kind_is_refused_naming_the_key() {
     .to_string();
     assert!(
         msg.contains("ferry.toml")
-            && msg.contains("key `streams[0].exports[1].kind`: unknown export kind \"ftp\" (expected http, kinesis, firehose or s3)"),
+            && msg.contains("key `streams[0].exports[1].kind`: unknown export kind \"ftp\" (expected http, kinesis, firehose, s3 or s3_task)"),
         "{msg}"
     );
 }

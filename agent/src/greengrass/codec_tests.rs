@@ -5,6 +5,7 @@ use bytes::Bytes;
 use ferry_stream_manager::{Persistence, StrategyOnFull};
 
 use super::cbor::Out;
+use super::export_messages::{ConfigKind, ExportConfigs, StatusConfig};
 use super::frame::{self, parse_header};
 use super::handshake::ProtocolVersion;
 use super::messages::{decode_connect, decode_request, op, Decoded, Request, Status};
@@ -144,19 +145,28 @@ fn a_definition_decodes_with_its_limits_and_enums() {
     assert_eq!(d.time_to_live_millis, Some(60_000));
     assert_eq!(d.persistence, Some(Persistence::Memory));
     assert_eq!(d.flush_on_write, Some(true));
-    assert!(d.export_kinds.is_empty());
+    assert_eq!(d.exports, ExportConfigs::default());
 }
 
 #[test]
-fn a_definition_with_kinesis_exports_names_the_kind_and_ignores_empty_lists() {
+fn a_definition_with_export_configs_decodes_them_and_ignores_empty_lists() {
     let p = create_payload(|o| {
-        o.text("exportDefinition").map(2);
-        o.text("kinesis")
-            .array(1)
-            .map(1)
-            .text("identifier")
-            .text("k");
+        o.text("exportDefinition").map(4);
+        o.text("kinesis").array(1).map(6);
+        o.text("identifier").text("k");
+        o.text("kinesisStreamName").text("ks");
+        o.text("batchSize").uint(10);
+        o.text("batchIntervalMillis").uint(60_000);
+        o.text("priority").uint(1);
+        o.text("disabled").bool(true);
         o.text("http").array(0);
+        o.text("IotSitewise").array(0);
+        o.text("s3TaskExecutor").array(1).map(3);
+        o.text("identifier").text("s3");
+        o.text("sizeThresholdForMultipartUploadBytes").uint(5 << 20);
+        o.text("statusConfig").map(2);
+        o.text("statusLevel").uint(2);
+        o.text("statusStreamName").text("st");
         1
     });
     let Decoded::Request {
@@ -166,7 +176,94 @@ fn a_definition_with_kinesis_exports_names_the_kind_and_ignores_empty_lists() {
     else {
         panic!("not a create")
     };
-    assert_eq!(d.export_kinds, vec!["kinesis"]);
+    assert!(
+        d.exports.refused.is_empty(),
+        "an empty IotSitewise list is no export"
+    );
+    let [k, s3] = &d.exports.configs[..] else {
+        panic!("{:?}", d.exports)
+    };
+    assert_eq!(
+        k.kind,
+        ConfigKind::Kinesis {
+            stream_name: "ks".into()
+        }
+    );
+    assert_eq!(
+        (
+            k.batch_size,
+            k.batch_interval_millis,
+            k.priority,
+            k.disabled
+        ),
+        (Some(10), Some(60_000), Some(1), Some(true))
+    );
+    assert_eq!(
+        s3.kind,
+        ConfigKind::S3Task {
+            size_threshold_for_multipart_upload_bytes: Some(5 << 20),
+            status_config: Some(StatusConfig {
+                status_level: Some(2),
+                status_stream_name: Some("st".into())
+            })
+        }
+    );
+}
+
+#[test]
+fn refused_export_kinds_are_named_and_values_outside_the_sdk_ranges_name_their_key() {
+    let p = create_payload(|o| {
+        o.text("exportDefinition").map(1);
+        o.text("iotAnalytics")
+            .array(1)
+            .map(1)
+            .text("identifier")
+            .text("a");
+        1
+    });
+    let Decoded::Request {
+        request: Request::Create(d),
+        ..
+    } = decode_request(op::CREATE, &p)
+    else {
+        panic!("not a create")
+    };
+    assert_eq!(d.exports.refused, vec!["iotAnalytics"]);
+    for (key, value) in [
+        ("batchSize", 501),
+        ("batchIntervalMillis", 59_999),
+        ("priority", 11),
+    ] {
+        let p = create_payload(|o| {
+            o.text("exportDefinition").map(1);
+            o.text("kinesis").array(1).map(3);
+            o.text("identifier").text("k");
+            o.text("kinesisStreamName").text("ks");
+            o.text(key).uint(value);
+            1
+        });
+        let Decoded::Invalid { message, .. } = decode_request(op::CREATE, &p) else {
+            panic!("{key} {value} was accepted")
+        };
+        assert!(
+            message.starts_with(&format!(
+                "definition.exportDefinition.kinesis[0].{key} is {value}"
+            )),
+            "{message}"
+        );
+    }
+    let p = create_payload(|o| {
+        o.text("exportDefinition").map(1);
+        o.text("kinesis")
+            .array(1)
+            .map(1)
+            .text("identifier")
+            .text("bad/id");
+        1
+    });
+    assert!(
+        matches!(decode_request(op::CREATE, &p), Decoded::Invalid { message, .. } if message.contains("identifier"))
+    );
 }
 
 #[test]

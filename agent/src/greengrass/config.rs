@@ -10,6 +10,9 @@
 //! max_connections = 32
 //! max_in_flight_per_connection = 16   # requests running or answered-but-unwritten
 //! write_timeout_ms = 30000            # a client that reads nothing for this long is dropped
+//!
+//! [greengrass.exports]                # AWS settings of exports defined through this port
+//! region = "eu-west-1"                # (export_settings.rs)
 //! ```
 //! Memory held for clients is at most `max_connections × (max_in_flight_per_connection + 1) ×
 //! max_frame_bytes` (frames being read, requests running, answers queued).
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::export_settings::ExportSettings;
 use super::frame::PROTOCOL_MAX_LENGTH;
 use super::handshake::Auth;
 use super::server::Settings;
@@ -47,6 +51,8 @@ pub struct GreengrassConfig {
     pub max_in_flight_per_connection: usize,
     #[serde(default = "default_write_timeout")]
     pub write_timeout_ms: u64,
+    #[serde(default)]
+    pub exports: ExportSettings,
 }
 
 /// Tokens are secrets: Debug shows how many there are, never what they are.
@@ -64,6 +70,7 @@ impl std::fmt::Debug for GreengrassConfig {
                 &self.max_in_flight_per_connection,
             )
             .field("write_timeout_ms", &self.write_timeout_ms)
+            .field("exports", &self.exports)
             .finish()
     }
 }
@@ -79,6 +86,7 @@ impl Default for GreengrassConfig {
             max_connections: default_max_connections(),
             max_in_flight_per_connection: default_max_in_flight(),
             write_timeout_ms: default_write_timeout(),
+            exports: ExportSettings::default(),
         }
     }
 }
@@ -127,6 +135,9 @@ impl GreengrassConfig {
         if self.write_timeout_ms == 0 {
             return bad("write_timeout_ms", "must be greater than 0");
         }
+        self.exports
+            .validate()
+            .map_err(|(k, m)| (format!("exports.{k}"), m))?;
         self.auth().map(drop).map_err(|m| ("tokens".to_string(), m))
     }
 
@@ -164,6 +175,7 @@ impl GreengrassConfig {
             max_connections: self.max_connections,
             max_in_flight: self.max_in_flight_per_connection,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
+            exports: self.exports.clone(),
         })
     }
 }

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferry_stream_manager::{Error, NewRecord};
 
+use super::export_model;
+use super::export_settings::ExportSettings;
 use super::messages::{MessageStreamDefinition, ReadMessagesOptions, Request, Status};
 use super::model;
 use super::responses::{message_encoded_len, Body, Response};
 use super::status::{status_of, Operation};
-use crate::service::{ReadRequest, Service, MAX_READ_COUNT};
+use crate::service::{ExportControl, ReadRequest, Service, MAX_READ_COUNT};
 
 /// Headroom for the answer's own keys around the messages.
 const ANSWER_OVERHEAD: usize = 256;
@@ -28,16 +30,18 @@ const TRIMMED_RETRIES: usize = 3;
 pub struct Handler {
     service: Arc<Service>,
     max_frame_bytes: usize,
+    exports: ExportSettings,
 }
 
 /// An error answer's status and message.
 type Failure = (Status, String);
 
 impl Handler {
-    pub fn new(service: Arc<Service>, max_frame_bytes: usize) -> Handler {
+    pub fn new(service: Arc<Service>, max_frame_bytes: usize, exports: ExportSettings) -> Handler {
         Handler {
             service,
             max_frame_bytes,
+            exports,
         }
     }
 
@@ -52,11 +56,14 @@ impl Handler {
         let fail = |op| move |e: Error| (status_of(&e, op), e.to_string());
         match request {
             Request::Create(def) => {
-                let def = model::to_ferry(&def, Vec::new()).map_err(invalid)?;
+                let exports =
+                    export_model::exports(&[], &def.exports, &self.exports).map_err(invalid)?;
+                self.check_status_streams(&def)?;
+                let def = model::to_ferry(&def, exports).map_err(invalid)?;
                 self.service
                     .create(def)
                     .await
-                    .map_err(fail(Operation::Other))?;
+                    .map_err(|e| definition_failure(&e, Operation::Other))?;
                 Ok(Body::Empty)
             }
             Request::Update(def) => self.update(def).await,
@@ -86,8 +93,11 @@ impl Handler {
     async fn update(&self, def: MessageStreamDefinition) -> Result<Body, Failure> {
         let fail = |e: Error| (status_of(&e, Operation::Update), e.to_string());
         let current = self.service.describe(&def.name).map_err(fail)?;
-        // The stream's exports are kept: this protocol cannot express Ferry's yet.
-        let new = model::to_ferry(&def, current.definition.exports.clone()).map_err(invalid)?;
+        let exports =
+            export_model::exports(&current.definition.exports, &def.exports, &self.exports)
+                .map_err(invalid)?;
+        self.check_status_streams(&def)?;
+        let new = model::to_ferry(&def, exports).map_err(invalid)?;
         if new.persistence != current.definition.persistence {
             return Err((
                 Status::UpdateNotAllowed,
@@ -106,11 +116,38 @@ impl Handler {
                 new.max_size_bytes, current.status.total_bytes, def.name
             )));
         }
+        let restarts = moved_starts(&current.definition.exports, &new.exports);
+        let end = current.status.next_sequence_number;
+        if let Some((id, to)) = restarts.iter().find(|(_, to)| *to > end) {
+            return Err(invalid(format!(
+                "export {id:?}: startSequenceNumber {to} is past the stream's next sequence number {end}"
+            )));
+        }
         self.service
             .update(&def.name, new.into())
             .await
-            .map_err(fail)?;
+            .map_err(|e| definition_failure(&e, Operation::Update))?;
+        // A changed start moves the export there (a stored checkpoint would win otherwise).
+        for (id, to) in restarts {
+            self.service
+                .control_export(&def.name, &id, ExportControl::Reset { to })
+                .await
+                .map_err(fail)?;
+        }
         Ok(Body::Empty)
+    }
+
+    /// Every status stream an S3 task config names must exist (Greengrass' rule).
+    fn check_status_streams(&self, def: &MessageStreamDefinition) -> Result<(), Failure> {
+        for name in export_model::status_streams(&def.exports) {
+            if self.service.check_stream(name).is_err() {
+                return Err(invalid(format!(
+                    "statusConfig.statusStreamName {name:?}: no such stream (create the status \
+                     stream before the stream that reports to it)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn append(&self, name: &str, payload: Bytes) -> Result<Body, Failure> {
@@ -210,4 +247,32 @@ impl Handler {
 
 fn invalid(message: String) -> Failure {
     (Status::InvalidRequest, message)
+}
+
+/// A refused definition; an export's missing AWS setting names where this port's exports get
+/// theirs.
+fn definition_failure(e: &Error, operation: Operation) -> Failure {
+    let mut message = e.to_string();
+    if e.code() == "invalid_definition" && message.contains(".settings.") {
+        message.push_str(
+            " (exports defined through the Greengrass port take their AWS region, endpoint and \
+             credentials from [greengrass.exports] in Ferry's configuration)",
+        );
+    }
+    (status_of(e, operation), message)
+}
+
+/// Exports whose `start_sequence_number` an update sets to a new value: (identifier, start).
+fn moved_starts(
+    before: &[ferry_stream_manager::ExportDefinition],
+    after: &[ferry_stream_manager::ExportDefinition],
+) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .filter_map(|a| {
+            let to = a.start_sequence_number?;
+            let b = before.iter().find(|b| b.identifier == a.identifier)?;
+            (b.start_sequence_number != Some(to)).then(|| (a.identifier.clone(), to))
+        })
+        .collect()
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use ferry_stream_manager::{Persistence, StrategyOnFull};
 
 use super::cbor::{self, Val};
+use super::export_messages::{self, ExportConfigs};
 
 pub mod op {
     pub const CONNECT: u8 = 1;
@@ -100,8 +101,8 @@ pub struct MessageStreamDefinition {
     pub strategy_on_full: StrategyOnFull,
     pub persistence: Option<Persistence>,
     pub flush_on_write: Option<bool>,
-    /// Export kinds (wire keys) that carry at least one export config.
-    pub export_kinds: Vec<String>,
+    /// `exportDefinition`: absent is no exports (an update carries the whole desired set).
+    pub exports: ExportConfigs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -230,15 +231,10 @@ fn definition(f: &Fields<'_, '_>) -> Result<MessageStreamDefinition, String> {
         Some(1) => Some(Persistence::Memory),
         Some(n) => return Err(format!("definition.persistence {n} is not 0 or 1")),
     };
-    let mut export_kinds = Vec::new();
-    if let Some(Fields(Val::Map(entries))) = f.map("exportDefinition")? {
-        for (k, v) in entries {
-            let non_empty = matches!(v, Val::Array(a) if !a.is_empty());
-            if let (Val::Text(k), true) = (k, non_empty) {
-                export_kinds.push(k.to_string());
-            }
-        }
-    }
+    let exports = match f.map("exportDefinition")? {
+        Some(e) => export_messages::decode(&e).map_err(|e| format!("definition.{e}"))?,
+        None => ExportConfigs::default(),
+    };
     Ok(MessageStreamDefinition {
         name: f
             .required_text("name")
@@ -249,7 +245,7 @@ fn definition(f: &Fields<'_, '_>) -> Result<MessageStreamDefinition, String> {
         strategy_on_full,
         persistence,
         flush_on_write: f.bool("flushOnWrite")?,
-        export_kinds,
+        exports,
     })
 }
 
@@ -289,10 +285,10 @@ pub fn decode_connect(payload: &[u8]) -> Result<ConnectRequest, String> {
 }
 
 /// Typed access to a map's fields; errors name the key.
-struct Fields<'v, 'a>(&'v Val<'a>);
+pub(super) struct Fields<'v, 'a>(pub(super) &'v Val<'a>);
 
 impl<'v, 'a> Fields<'v, 'a> {
-    fn text(&self, key: &str) -> Result<Option<String>, String> {
+    pub(super) fn text(&self, key: &str) -> Result<Option<String>, String> {
         match self.0.get(key) {
             None => Ok(None),
             Some(Val::Text(t)) => Ok(Some(t.to_string())),
@@ -300,12 +296,12 @@ impl<'v, 'a> Fields<'v, 'a> {
         }
     }
 
-    fn required_text(&self, key: &str) -> Result<String, String> {
+    pub(super) fn required_text(&self, key: &str) -> Result<String, String> {
         self.text(key)?.ok_or_else(|| format!("{key} is required"))
     }
 
     /// A non-negative integer (an exactly integral float is accepted: JS sends numbers).
-    fn uint(&self, key: &str) -> Result<Option<u64>, String> {
+    pub(super) fn uint(&self, key: &str) -> Result<Option<u64>, String> {
         let bad = || format!("{key} must be an integer from 0 to 2^63-1");
         match self.0.get(key) {
             None => Ok(None),
@@ -321,7 +317,7 @@ impl<'v, 'a> Fields<'v, 'a> {
         }
     }
 
-    fn bool(&self, key: &str) -> Result<Option<bool>, String> {
+    pub(super) fn bool(&self, key: &str) -> Result<Option<bool>, String> {
         match self.0.get(key) {
             None => Ok(None),
             Some(Val::Bool(b)) => Ok(Some(*b)),
@@ -329,7 +325,7 @@ impl<'v, 'a> Fields<'v, 'a> {
         }
     }
 
-    fn map(&self, key: &str) -> Result<Option<Fields<'v, 'a>>, String> {
+    pub(super) fn map(&self, key: &str) -> Result<Option<Fields<'v, 'a>>, String> {
         match self.0.get(key) {
             None => Ok(None),
             Some(v @ Val::Map(_)) => Ok(Some(Fields(v))),
@@ -337,7 +333,7 @@ impl<'v, 'a> Fields<'v, 'a> {
         }
     }
 
-    fn required_map(&self, key: &str) -> Result<Fields<'v, 'a>, String> {
+    pub(super) fn required_map(&self, key: &str) -> Result<Fields<'v, 'a>, String> {
         self.map(key)?.ok_or_else(|| format!("{key} is required"))
     }
 }

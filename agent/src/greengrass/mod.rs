@@ -7,12 +7,19 @@
 //! Layers, each file pure except the server:
 //! `frame` (length-prefixed frames) → `cbor` (values) → `messages` / `responses` (typed) →
 //! `handshake` + `session` (connection state machine) → `handler` (requests on the service,
-//! `model` maps the data model, `status` the error codes) → `server` (TCP, tasks, limits).
+//! `model` maps the data model, `export_model` the export configs, `status` the error codes) →
+//! `server` (TCP, tasks, limits). S3 export tasks run as Ferry exports of kind `s3_task` (the
+//! connectors' `sinks::s3_task`): the exporter already gives them order, checkpoints, retries,
+//! priority and status.
 
 mod cbor;
 #[cfg(test)]
 mod codec_tests;
 mod config;
+mod export_messages;
+mod export_model;
+mod export_responses;
+mod export_settings;
 mod frame;
 mod handler;
 mod handshake;

@@ -10,13 +10,12 @@
 //!   strategyOnFull 0 / 1               reject_new_data / overwrite_oldest_data
 //!   persistence 0 File / 1 Memory      file / memory             default file
 //!   flushOnWrite                       flush_on_write            default false
-//!   exportDefinition                   refused (see below); an update keeps the stream's exports
+//!   exportDefinition                   exports (export_model.rs)
 //! MessageStreamInfo.storageStatus      first / next sequence number, total_bytes
 //! Message {streamName, sequenceNumber, ingestTime, payload}   Record (metadata is not sent)
 //! ```
-//! Export definitions: Ferry's export kinds are not typed in this tree yet, so a definition
-//! carrying export configs is refused with a message naming them; exports are defined in the
-//! configuration file or through the HTTP API, and an update through this port keeps them.
+//! Export definitions map as export_model.rs says; describe shows the ones this protocol can
+//! express (`DefinitionOut::exports`) and the status of all of them.
 
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use ferry_stream_manager::{
     ExportDefinition, Persistence, Record, StrategyOnFull, StreamDefinition,
 };
 
+use super::export_model;
 use super::messages::MessageStreamDefinition;
 use super::responses::{DefinitionOut, ExportStatusOut, Message, MessageStreamInfo};
 use crate::service::views::StreamView;
@@ -35,15 +35,12 @@ const MAX_SEGMENT_SIZE: u64 = i32::MAX as u64;
 const MIN_TTL_MS: u64 = 60_000;
 const MAX_TTL_MS: u64 = 9_223_372_036_854;
 
-/// A Greengrass definition as Ferry's, keeping `exports` (which this protocol cannot express
-/// yet). `Err` is the message of an `InvalidRequest` answer.
+/// A Greengrass definition as Ferry's, with `exports` (made by `export_model::exports`).
+/// `Err` is the message of an `InvalidRequest` answer.
 pub fn to_ferry(
     def: &MessageStreamDefinition,
     exports: Vec<ExportDefinition>,
 ) -> Result<StreamDefinition, String> {
-    if !def.export_kinds.is_empty() {
-        return Err(export_refusal(&def.export_kinds));
-    }
     let max_size = def.max_size.unwrap_or(DEFAULT_MAX_SIZE_BYTES);
     if max_size < MIN_SIZE {
         return Err(format!("maxSize {max_size} is below {MIN_SIZE}"));
@@ -75,25 +72,6 @@ pub fn to_ferry(
     })
 }
 
-fn export_refusal(kinds: &[String]) -> String {
-    let unsupported: Vec<&str> = kinds
-        .iter()
-        .map(String::as_str)
-        .filter(|k| matches!(*k, "iotAnalytics" | "IotSitewise"))
-        .collect();
-    if !unsupported.is_empty() {
-        return format!(
-            "exportDefinition: {} exports are not supported by Ferry",
-            unsupported.join(" and ")
-        );
-    }
-    format!(
-        "exportDefinition ({}) is not accepted through the Greengrass port yet: define the \
-         stream's exports in Ferry's configuration or through its HTTP API",
-        kinds.join(", ")
-    )
-}
-
 pub fn definition_out(d: &StreamDefinition) -> DefinitionOut {
     DefinitionOut {
         name: d.name.clone(),
@@ -109,6 +87,11 @@ pub fn definition_out(d: &StreamDefinition) -> DefinitionOut {
             Persistence::Memory => 1,
         },
         flush_on_write: d.flush_on_write,
+        exports: d
+            .exports
+            .iter()
+            .filter_map(export_model::config_of)
+            .collect(),
     }
 }
 
@@ -156,7 +139,7 @@ mod tests {
             strategy_on_full: StrategyOnFull::OverwriteOldestData,
             persistence: None,
             flush_on_write: None,
-            export_kinds: vec![],
+            exports: Default::default(),
         }
     }
 
@@ -189,20 +172,6 @@ mod tests {
     }
 
     #[test]
-    fn export_definitions_are_refused_naming_the_kinds() {
-        let mut k = gg("s");
-        k.export_kinds = vec!["kinesis".into()];
-        let e = to_ferry(&k, vec![]).unwrap_err();
-        assert!(e.contains("kinesis") && e.contains("HTTP API"), "{e}");
-        k.export_kinds = vec!["kinesis".into(), "IotSitewise".into()];
-        let e = to_ferry(&k, vec![]).unwrap_err();
-        assert!(
-            e.contains("IotSitewise exports are not supported by Ferry"),
-            "{e}"
-        );
-    }
-
-    #[test]
     fn the_definition_echoed_by_describe_round_trips() {
         let mut g = gg("s");
         g.max_size = Some(65_536);
@@ -220,7 +189,8 @@ mod tests {
                 time_to_live_millis: Some(60_000),
                 strategy_on_full: 1,
                 persistence: 1,
-                flush_on_write: true
+                flush_on_write: true,
+                exports: vec![],
             }
         );
     }

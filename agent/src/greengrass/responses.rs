@@ -6,7 +6,8 @@
 //!  9 Append       sequenceNumber
 //! 10 Read         messages: [{streamName, sequenceNumber, ingestTime, payload (bytes)}]
 //! 12 List         streams: [text]
-//! 14 Describe     messageStreamInfo: {definition, storageStatus, exportStatuses}
+//! 14 Describe     messageStreamInfo: {definition (with exportDefinition), storageStatus,
+//!                 exportStatuses}
 //! 17 UnknownOp    status 18
 //!  6 Connect      protocolVersion, supportedProtocolVersions, serverVersion (after a 0x01 byte)
 //! ```
@@ -19,6 +20,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::cbor::Out;
+use super::export_messages::ExportConfig;
+use super::export_responses::export_definition;
 use super::frame::{self, CONNECT_VERSION};
 use super::handshake::ProtocolVersion;
 use super::messages::{op, Status};
@@ -69,6 +72,8 @@ pub struct DefinitionOut {
     pub strategy_on_full: u8,
     pub persistence: u8,
     pub flush_on_write: bool,
+    /// The exports this protocol can express (`exportDefinition`, left out when none).
+    pub exports: Vec<ExportConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +215,8 @@ fn stream_info(o: &mut Out, info: &MessageStreamInfo) {
 }
 
 fn definition(o: &mut Out, d: &DefinitionOut) {
-    o.map(6 + usize::from(d.time_to_live_millis.is_some()));
+    let exports = !d.exports.is_empty();
+    o.map(6 + usize::from(d.time_to_live_millis.is_some()) + usize::from(exports));
     o.text("name").text(&d.name);
     o.text("maxSize").uint(d.max_size);
     o.text("streamSegmentSize").uint(d.stream_segment_size);
@@ -220,6 +226,10 @@ fn definition(o: &mut Out, d: &DefinitionOut) {
     o.text("strategyOnFull").uint(u64::from(d.strategy_on_full));
     o.text("persistence").uint(u64::from(d.persistence));
     o.text("flushOnWrite").bool(d.flush_on_write);
+    if exports {
+        o.text("exportDefinition");
+        export_definition(o, &d.exports);
+    }
 }
 
 /// The handshake answer: the connect version byte, then a ConnectResponse frame. `version` is

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::export_settings::ExportSettings;
 use super::frame::{parse_header, FrameError, HEADER_LEN};
 use super::handler::Handler;
 use super::handshake::Auth;
@@ -41,6 +42,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_in_flight: usize,
     pub write_timeout: Duration,
+    /// What exports defined through this port get that the protocol cannot say.
+    pub exports: ExportSettings,
 }
 
 struct Shared {
@@ -69,7 +72,7 @@ pub async fn bind(
     tracing::info!(listen = %addr, auth = settings.auth.is_on(), "Greengrass Stream Manager server listening");
     let shared = Arc::new(Shared {
         auth: Arc::new(settings.auth),
-        handler: Handler::new(service, settings.max_frame_bytes),
+        handler: Handler::new(service, settings.max_frame_bytes, settings.exports),
         max_frame_bytes: settings.max_frame_bytes,
         max_in_flight: settings.max_in_flight,
         write_timeout: settings.write_timeout,

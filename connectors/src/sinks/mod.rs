@@ -6,7 +6,9 @@ pub mod aws;
 pub mod firehose;
 pub mod http;
 pub mod kinesis;
+pub mod local_streams;
 pub mod s3;
+pub mod s3_task;
 
 use std::sync::Arc;
 
@@ -57,6 +59,9 @@ pub fn build(
         ExportKind::Kinesis(s) => Arc::new(kinesis::KinesisSink::new(s, env)?),
         ExportKind::Firehose(s) => Arc::new(firehose::FirehoseSink::new(s, env)?),
         ExportKind::S3(s) => Arc::new(s3::S3Sink::new(s, stream, env)?),
+        ExportKind::S3Task(s) => {
+            Arc::new(s3_task::S3TaskSink::new(s, stream, &def.identifier, env)?)
+        }
     })
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::keyed_settings;
+use super::s3_task_settings::S3TaskSettings;
 use super::sink_settings::{FirehoseSettings, HttpSettings, KinesisSettings, S3Settings};
 
 /// What is wrong with an export definition, and where: `key` is relative to the export
@@ -45,19 +46,22 @@ pub enum ExportKind {
     Kinesis(KinesisSettings),
     Firehose(FirehoseSettings),
     S3(S3Settings),
+    /// Greengrass' S3 export task: each record names a file to upload.
+    S3Task(S3TaskSettings),
 }
 
 impl ExportKind {
     /// The names `kind` takes, in the order error messages list them.
-    pub const NAMES: [&'static str; 4] = ["http", "kinesis", "firehose", "s3"];
+    pub const NAMES: [&'static str; 5] = ["http", "kinesis", "firehose", "s3", "s3_task"];
 
-    /// `http`, `kinesis`, `firehose` or `s3`: the stored `kind`.
+    /// `http`, `kinesis`, `firehose`, `s3` or `s3_task`: the stored `kind`.
     pub fn name(&self) -> &'static str {
         match self {
             ExportKind::Http(_) => "http",
             ExportKind::Kinesis(_) => "kinesis",
             ExportKind::Firehose(_) => "firehose",
             ExportKind::S3(_) => "s3",
+            ExportKind::S3Task(_) => "s3_task",
         }
     }
 
@@ -71,11 +75,12 @@ impl ExportKind {
             "kinesis" => ExportKind::Kinesis(keyed_settings::parse(settings)?),
             "firehose" => ExportKind::Firehose(keyed_settings::parse(settings)?),
             "s3" => ExportKind::S3(keyed_settings::parse(settings)?),
+            "s3_task" => ExportKind::S3Task(keyed_settings::parse(settings)?),
             other => {
                 return Err(ExportConfigError::new(
                     "kind",
                     format!(
-                        "unknown export kind {other:?} (expected http, kinesis, firehose or s3)"
+                        "unknown export kind {other:?} (expected http, kinesis, firehose, s3 or s3_task)"
                     ),
                 ))
             }
@@ -89,6 +94,7 @@ impl ExportKind {
             ExportKind::Kinesis(s) => serde_json::to_value(s),
             ExportKind::Firehose(s) => serde_json::to_value(s),
             ExportKind::S3(s) => serde_json::to_value(s),
+            ExportKind::S3Task(s) => serde_json::to_value(s),
         };
         // Plain structs with string keys always serialize to an object.
         match value {
@@ -104,6 +110,7 @@ impl ExportKind {
             ExportKind::Kinesis(s) => s.validate(),
             ExportKind::Firehose(s) => s.validate(),
             ExportKind::S3(s) => s.validate(),
+            ExportKind::S3Task(s) => s.validate(),
         }
         .map_err(|e| e.within("settings"))
     }
@@ -193,7 +200,7 @@ impl ExportDefinition {
 #[serde(deny_unknown_fields)]
 pub struct RawExportDefinition {
     pub identifier: String,
-    /// `kinesis`, `firehose`, `s3` or `http`.
+    /// `kinesis`, `firehose`, `s3`, `s3_task` or `http`.
     pub kind: String,
     #[serde(default)]
     pub settings: Map<String, Value>,

@@ -59,6 +59,7 @@ fn secret_slots_mut(e: &mut ExportDefinition) -> Vec<(String, &mut String)> {
         ExportKind::Kinesis(s) => aws_secrets(&mut s.aws),
         ExportKind::Firehose(s) => aws_secrets(&mut s.aws),
         ExportKind::S3(s) => aws_secrets(&mut s.aws),
+        ExportKind::S3Task(s) => aws_secrets(&mut s.aws),
     }
 }
 

@@ -19,6 +19,8 @@ use crate::sinks::SinkConfigError;
 pub struct SinkEnv {
     pub vars: HashMap<String, String>,
     pub home: Option<PathBuf>,
+    /// The daemon's streams, for sinks that write into them (the S3 task's status stream).
+    pub local_streams: Option<crate::sinks::local_streams::LocalStreams>,
 }
 
 impl SinkEnv {
@@ -28,7 +30,20 @@ impl SinkEnv {
             .get("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from);
-        SinkEnv { vars, home }
+        SinkEnv {
+            vars,
+            home,
+            local_streams: None,
+        }
+    }
+
+    /// The same environment, with the daemon's streams for sinks that write into them.
+    pub fn with_local_streams(
+        mut self,
+        manager: std::sync::Arc<ferry_stream_manager::StreamManager>,
+    ) -> SinkEnv {
+        self.local_streams = Some(crate::sinks::local_streams::LocalStreams::new(manager));
+        self
     }
 
     pub fn var(&self, k: &str) -> Option<String> {
@@ -254,6 +269,7 @@ mod tests {
                 ("AWS_SECRET_ACCESS_KEY".into(), "E".into()),
             ]),
             home: None,
+            local_streams: None,
         };
         let s = CredentialsSettings {
             access_key_id: Some("CFG".into()),

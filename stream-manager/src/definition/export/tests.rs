@@ -63,7 +63,7 @@ fn an_unknown_kind_is_refused_naming_the_kinds_there_are() {
     assert_eq!(e.key, "kind");
     assert_eq!(
         e.reason,
-        "unknown export kind \"ftp\" (expected http, kinesis, firehose or s3)"
+        "unknown export kind \"ftp\" (expected http, kinesis, firehose, s3 or s3_task)"
     );
 }
 
