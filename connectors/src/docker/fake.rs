@@ -142,3 +142,56 @@ fn container<'a>(obs: &'a mut Observed, name: &str) -> Result<&'a mut ObservedCo
         .find(|c| c.name == name)
         .ok_or_else(|| format!("no such container: {name}"))
 }
+
+/// [`FakeDocker`] behind the [`Engine`] trait, on tokio's clock (use a paused clock).
+pub struct FakeEngine {
+    pub docker: std::sync::Mutex<FakeDocker>,
+    start: tokio::time::Instant,
+    /// When set, every call fails as an engine that is down does.
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl Default for FakeEngine {
+    fn default() -> Self {
+        FakeEngine {
+            docker: Default::default(),
+            start: tokio::time::Instant::now(),
+            down: Default::default(),
+        }
+    }
+}
+
+impl FakeEngine {
+    fn check_up(&self) -> Result<(), super::engine::EngineError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(super::engine::EngineError::Unavailable(
+                "connection refused".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl super::engine::Engine for FakeEngine {
+    async fn observe(&self) -> Result<Observed, super::engine::EngineError> {
+        self.check_up()?;
+        let mut d = ferry_stream_manager::time::lock(&self.docker);
+        d.advance_to(self.now_ms());
+        Ok(d.observed.clone())
+    }
+
+    async fn apply(&self, action: &Action) -> Result<(), super::engine::EngineError> {
+        self.check_up()?;
+        let mut d = ferry_stream_manager::time::lock(&self.docker);
+        d.advance_to(self.now_ms());
+        d.apply(action)
+            .map_err(|message| super::engine::EngineError::Refused {
+                status: 500,
+                message,
+            })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}

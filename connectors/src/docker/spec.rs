@@ -46,6 +46,8 @@ pub struct ServiceSpec {
     /// `ferry-APP-SERVICE-HASH12`: two revisions of a service can exist side by side.
     pub container_name: String,
     pub spec_hash: String,
+    /// The app revision this spec was created in (a label; not part of the hash).
+    pub revision: String,
     pub definition: Service,
     /// Networks to join, by engine name, with the aliases the service answers to there.
     pub networks: Vec<Attachment>,
@@ -157,6 +159,7 @@ impl DesiredApp {
                 service: service.clone(),
                 container_name: String::new(),
                 spec_hash: String::new(),
+                revision: String::new(),
                 definition: def.clone(),
                 networks,
                 volume_names,
