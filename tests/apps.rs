@@ -99,7 +99,7 @@ async fn a_compose_file_deploys_serves_and_is_removed_with_all_it_made() {
     let mut sandbox = Sandbox::new();
     let app = sandbox.app("dep");
     let port = free_port();
-    let engine = DockerEngine::connect(SOCKET).await.unwrap();
+    let engine = DockerEngine::connect(SOCKET, &app).await.unwrap();
     let target = desired(&app, &web_compose(&sandbox.image, port, "1", "true"));
     let done = converge(&engine, &target, SETTINGS, |_| {}).await.unwrap();
     assert_eq!(done.outcome, Outcome::Healthy);
@@ -131,7 +131,7 @@ async fn an_update_whose_healthcheck_fails_rolls_back_to_the_running_revision() 
     let mut sandbox = Sandbox::new();
     let app = sandbox.app("rb");
     let port = free_port();
-    let engine = DockerEngine::connect(SOCKET).await.unwrap();
+    let engine = DockerEngine::connect(SOCKET, &app).await.unwrap();
     let good = desired(&app, &web_compose(&sandbox.image, port, "1", "true"));
     assert_eq!(
         converge(&engine, &good, SETTINGS, |_| {})
@@ -179,7 +179,7 @@ async fn a_new_deployer_adopts_the_running_app_instead_of_recreating_it() {
     let port = free_port();
     let text = web_compose(&sandbox.image, port, "1", "true");
     {
-        let engine = DockerEngine::connect(SOCKET).await.unwrap();
+        let engine = DockerEngine::connect(SOCKET, &app).await.unwrap();
         converge(&engine, &desired(&app, &text), SETTINGS, |_| {})
             .await
             .unwrap();
@@ -187,7 +187,7 @@ async fn a_new_deployer_adopts_the_running_app_instead_of_recreating_it() {
     let c = web_container(&app);
     let started = Sandbox::inspect(&c, "{{.State.StartedAt}}");
     // What a restarted agent does: a new connection, the compose file parsed again.
-    let engine = DockerEngine::connect(SOCKET).await.unwrap();
+    let engine = DockerEngine::connect(SOCKET, &app).await.unwrap();
     let done = converge(&engine, &desired(&app, &text), SETTINGS, |_| {})
         .await
         .unwrap();

@@ -47,7 +47,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         Ok(())
     });
     let service = start_processing(&mut sup, &cfg, &manager, &ingest);
-    if let Err(e) = start_ingress(&mut sup, &cfg, &manager, &ingest, service).await {
+    let apps = match crate::apps::start(&mut sup, &cfg) {
+        Ok(apps) => apps,
+        Err(e) => {
+            sup.shutdown(Duration::from_millis(cfg.shutdown_timeout_ms))
+                .await;
+            return Err(e);
+        }
+    };
+    if let Err(e) = start_ingress(&mut sup, &cfg, &manager, &ingest, service, apps).await {
         sup.shutdown(Duration::from_millis(cfg.shutdown_timeout_ms))
             .await;
         return Err(e);
@@ -155,6 +163,7 @@ async fn start_ingress(
     manager: &Arc<StreamManager>,
     ingest: &Ingest,
     service: Arc<Service>,
+    apps: Option<Arc<crate::apps::Apps>>,
 ) -> anyhow::Result<()> {
     if cfg.api.enabled {
         let token = cfg
@@ -165,6 +174,7 @@ async fn start_ingress(
             service,
             token: token.map(Into::into),
             max_body_bytes: cfg.api.max_body_bytes,
+            apps,
         };
         let serve = api::bind(cfg.api.listen, state, sup.stop_token(Phase::Ingress)).await?;
         sup.spawn("local API", Phase::Ingress, move |_stop| async move {

@@ -2,6 +2,7 @@
 
 mod allocator;
 mod api;
+mod apps;
 mod broker;
 mod cli;
 mod config;
@@ -42,6 +43,8 @@ enum Command {
     },
     /// Inspect and change streams through the running daemon's local API.
     Streams(cli::StreamsArgs),
+    /// Deploy and inspect container apps (compose files) through the daemon's local API.
+    Apps(apps::cli::AppsArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -65,6 +68,19 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             };
             match runtime.block_on(cli::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferry: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Apps(args) => {
+            let builder = tokio::runtime::Builder::new_current_thread();
+            let Some(runtime) = runtime(builder) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(apps::cli::run(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ferry: {e:#}");

@@ -3,6 +3,7 @@
 //! fails (its Drop runs during the panic's unwinding).
 
 #![allow(dead_code)] // each test uses its own subset
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -10,6 +10,7 @@
 //! DELETE /v1/streams/{name}                   delete
 //! POST   /v1/streams/{name}/records           append one record or a batch
 //! GET    /v1/streams/{name}/records?from=…    read (long poll with wait_ms; follow=true streams NDJSON)
+//! GET|PUT|DELETE /v1/apps[/{name}[/logs]]     container apps (see `crate::apps::api`)
 //! ```
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with a stable code (see
 //! [`error::ApiError`]).
@@ -31,7 +32,9 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub(crate) use streams::parse_json;
 
+use crate::apps::api as apps;
 use crate::service::Service;
 
 /// What every handler gets: the service (all stream and export logic lives there), and the
@@ -41,6 +44,8 @@ pub struct ApiState {
     pub service: Arc<Service>,
     pub token: Option<Arc<str>>,
     pub max_body_bytes: usize,
+    /// Container apps; `None` when `docker.enabled` is off.
+    pub apps: Option<Arc<crate::apps::Apps>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -57,6 +62,12 @@ pub fn router(state: ApiState) -> Router {
             "/v1/streams/:name/records",
             get(records::read).post(records::append),
         )
+        .route("/v1/apps", get(apps::list))
+        .route(
+            "/v1/apps/:name",
+            get(apps::status).put(apps::deploy).delete(apps::remove),
+        )
+        .route("/v1/apps/:name/logs", get(apps::logs))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

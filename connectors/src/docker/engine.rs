@@ -80,16 +80,22 @@ pub struct LogChunk {
 #[derive(Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    /// The `ferry.owner` label value of this instance's objects.
+    owner: String,
 }
 
 impl DockerEngine {
     /// Connects to the engine's socket (`/var/run/docker.sock` by default) and settles on the
-    /// API version both sides speak (Debian 12's engine speaks 1.41).
-    pub async fn connect(socket: &str) -> Result<DockerEngine, EngineError> {
+    /// API version both sides speak (Debian 12's engine speaks 1.41). `owner` labels what this
+    /// instance creates, and only objects with that label are observed.
+    pub async fn connect(socket: &str, owner: &str) -> Result<DockerEngine, EngineError> {
         let docker =
             Docker::connect_with_socket(socket, REQUEST_TIMEOUT_S, bollard::API_DEFAULT_VERSION)?;
         let docker = docker.negotiate_version().await?;
-        Ok(DockerEngine { docker })
+        Ok(DockerEngine {
+            docker,
+            owner: owner.to_string(),
+        })
     }
 
     /// A container's output: the last `tail` lines, then (with `follow`) what it writes next.
@@ -219,9 +225,9 @@ impl DockerEngine {
             name: Some(spec.container_name.clone()),
             ..Default::default()
         };
-        self.docker
-            .create_container(Some(options), convert::create_body(spec))
-            .await?;
+        let mut body = convert::create_body(spec);
+        self.label(&mut body.labels);
+        self.docker.create_container(Some(options), body).await?;
         for (network, endpoint) in convert::extra_networks(spec) {
             let request = bollard::models::NetworkConnectRequest {
                 container: spec.container_name.clone(),
@@ -233,11 +239,20 @@ impl DockerEngine {
     }
 }
 
-fn app_filter() -> Option<HashMap<String, Vec<String>>> {
-    Some(HashMap::from([(
-        "label".to_string(),
-        vec![labels::APP.to_string()],
-    )]))
+impl DockerEngine {
+    fn label(&self, map: &mut Option<HashMap<String, String>>) {
+        map.get_or_insert_with(HashMap::new)
+            .insert(labels::OWNER.into(), self.owner.clone());
+    }
+
+    /// This instance's app objects.
+    fn owned(&self) -> Option<HashMap<String, Vec<String>>> {
+        let owner = format!("{}={}", labels::OWNER, self.owner);
+        Some(HashMap::from([(
+            "label".to_string(),
+            vec![labels::APP.to_string(), owner],
+        )]))
+    }
 }
 
 /// `Ok` when the engine's refusal means the action's goal already holds.
@@ -252,7 +267,7 @@ impl Engine for DockerEngine {
     async fn observe(&self) -> Result<Observed, EngineError> {
         let list = ListContainersOptions {
             all: true,
-            filters: app_filter(),
+            filters: self.owned(),
             ..Default::default()
         };
         let mut containers = Vec::new();
@@ -265,7 +280,7 @@ impl Engine for DockerEngine {
         let networks = self
             .docker
             .list_networks(Some(ListNetworksOptions {
-                filters: app_filter(),
+                filters: self.owned(),
             }))
             .await?
             .into_iter()
@@ -277,7 +292,7 @@ impl Engine for DockerEngine {
         let volumes = self
             .docker
             .list_volumes(Some(ListVolumesOptions {
-                filters: app_filter(),
+                filters: self.owned(),
             }))
             .await?
             .volumes

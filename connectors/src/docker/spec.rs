@@ -22,6 +22,9 @@ pub mod labels {
     pub const REVISION: &str = "ferry.revision";
     pub const NETWORK: &str = "ferry.network";
     pub const VOLUME: &str = "ferry.volume";
+    /// Which Ferry instance made it (one engine can serve several, as tests do): an instance
+    /// only ever sees, changes or removes its own objects.
+    pub const OWNER: &str = "ferry.owner";
 }
 
 /// The network services join when the compose file names none (Compose's `default`).

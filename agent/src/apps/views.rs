@@ -1,0 +1,89 @@
+//! What the app endpoints answer, as typed serde structs the API serialises and the CLI
+//! deserialises. No secret (registry credentials, tokens) is ever part of them.
+
+use ferry_connectors::docker::{Health, RunState};
+use serde::{Deserialize, Serialize};
+
+use super::source::AppSource;
+
+/// Where an app's deployment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppState {
+    /// Checked and queued; nothing changed yet.
+    Accepted,
+    /// Creating networks and volumes, pulling images, starting services.
+    Starting,
+    /// Waiting for the new revision to become healthy.
+    Verifying,
+    RollingBack,
+    Healthy,
+    /// The last deployment failed; the previous revision runs (see `reason`).
+    RolledBack,
+    /// The last deployment failed with nothing to go back to (see `reason`).
+    Failed,
+    Removing,
+    /// The Docker engine cannot be reached; Ferry retries (see `reason`).
+    EngineUnavailable,
+}
+
+impl AppState {
+    /// No further change comes without a new deployment (the CLI stops waiting).
+    pub fn settled(self) -> bool {
+        matches!(
+            self,
+            AppState::Healthy
+                | AppState::RolledBack
+                | AppState::Failed
+                | AppState::EngineUnavailable
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Accepted => "accepted",
+            AppState::Starting => "starting",
+            AppState::Verifying => "verifying",
+            AppState::RollingBack => "rolling_back",
+            AppState::Healthy => "healthy",
+            AppState::RolledBack => "rolled_back",
+            AppState::Failed => "failed",
+            AppState::Removing => "removing",
+            AppState::EngineUnavailable => "engine_unavailable",
+        }
+    }
+}
+
+/// `GET /v1/apps/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppView {
+    pub name: String,
+    pub source: AppSource,
+    pub state: AppState,
+    /// The revision running (or being deployed while not settled).
+    pub revision: Option<String>,
+    /// Why the last deployment failed or was rolled back, or why the engine is unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub updated_at_ms: i64,
+    /// How often a deployment of this app was rolled back since Ferry started.
+    pub rollbacks: u64,
+    /// The containers as the engine reports them now (empty when it cannot be asked).
+    pub services: Vec<ServiceView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub service: String,
+    pub container: String,
+    pub revision: String,
+    pub state: RunState,
+    pub health: Health,
+    pub restart_count: u64,
+}
+
+/// `GET /v1/apps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppList {
+    pub apps: Vec<AppView>,
+}
