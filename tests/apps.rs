@@ -3,10 +3,14 @@
 //! when it fails (`docker::Sandbox`).
 //!
 //! The library level (`ferry_connectors::docker`): deploy, a failing update rolled back, a new
-//! deployer adopting a running app, removal.
+//! deployer adopting a running app, removal. The agent level (`ferry run` and `ferry apps`):
+//! an app from `[[apps]]` adopted after the daemon was killed and removed when the file no
+//! longer names it; the CLI deploying, rolling back, refusing a bad file, showing logs and
+//! metrics, removing.
 
 #[path = "apps/docker.rs"]
 mod docker;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +20,8 @@ use ferry_connectors::docker::compose::{self, ParseOptions};
 use ferry_connectors::docker::{
     converge, remove, DesiredApp, DockerEngine, Engine, Outcome, RolloutSettings, RunState,
 };
+use reqwest::Method;
+use support::api::Daemon;
 
 const SETTINGS: RolloutSettings = RolloutSettings {
     health_timeout_ms: 30_000,
@@ -29,7 +35,7 @@ fn web_compose(image: &str, port: u16, version: &str, check: &str) -> String {
         r#"services:
   web:
     image: {image}
-    command: ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 5000 -h /www & wait"]
+    command: ["sh", "-c", "echo started v{version}; trap 'exit 0' TERM; httpd -f -p 5000 -h /www & wait"]
     environment:
       VERSION: "{version}"
     ports: ["127.0.0.1:{port}:5000"]
@@ -199,4 +205,181 @@ async fn a_new_deployer_adopts_the_running_app_instead_of_recreating_it() {
         started,
         "not restarted"
     );
+}
+
+/// The `[docker]` settings of the agent-level tests: quick polls and passes.
+const DOCKER_SETTINGS: &str = "[docker]\nhealth_timeout_ms = 30000\nhealthy_after_ms = 1000\npoll_interval_ms = 200\nreconcile_interval_ms = 1000\n";
+
+async fn app_status(d: &Daemon, app: &str) -> (u16, serde_json::Value) {
+    d.call(Method::GET, &format!("/v1/apps/{app}"), None).await
+}
+
+/// Waits until the daemon reports `state` for `app` (at most 60 s).
+async fn wait_state(d: &Daemon, app: &str, state: &str) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (code, v) = app_status(d, app).await;
+        if code == 200 && v["state"] == state {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{app} never became {state}: {code} {v}\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `ferry apps ARGS` against the daemon: success, stdout, stderr.
+fn apps_cli(d: &Daemon, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("apps")
+        .args(args)
+        .env("FERRY_URL", &d.api)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn an_app_from_the_config_is_adopted_after_a_kill_and_removed_when_the_config_drops_it() {
+    if !docker::available() {
+        return;
+    }
+    let mut sandbox = Sandbox::new();
+    let app = sandbox.app("cfg");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let compose_file = dir.path().join("compose.yaml");
+    std::fs::write(
+        &compose_file,
+        web_compose(&sandbox.image, port, "1", "true"),
+    )
+    .unwrap();
+    let apps_table = format!(
+        "[[apps]]\nname = \"{app}\"\ncompose_file = \"{}\"\n",
+        compose_file.display()
+    );
+    let mut d = Daemon::start(dir.path(), &format!("{apps_table}{DOCKER_SETTINGS}"), None);
+    let v = wait_state(&d, &app, "healthy").await;
+    assert_eq!(v["source"], "config");
+    assert_eq!(v["services"][0]["service"], "web");
+    let c = web_container(&app);
+    let started = Sandbox::inspect(&c, "{{.State.StartedAt}}");
+    assert_eq!(get(port).await.as_deref(), Some("hello from busybox\n"));
+
+    // Killed: nothing of Ferry's shutdown runs; the container goes on serving.
+    d.kill9();
+    assert_eq!(get(port).await.as_deref(), Some("hello from busybox\n"));
+    d.restart();
+    wait_state(&d, &app, "healthy").await;
+    assert_eq!(web_container(&app), c, "adopted, not recreated");
+    assert_eq!(
+        Sandbox::inspect(&c, "{{.State.StartedAt}}"),
+        started,
+        "not restarted"
+    );
+
+    // The configuration no longer names the app: the next start removes it.
+    let config = dir.path().join("ferry.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&apps_table, "");
+    std::fs::write(&config, text).unwrap();
+    d.restart();
+    let start = std::time::Instant::now();
+    while !Sandbox::objects("container", &app).is_empty()
+        || !Sandbox::objects("network", &app).is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the app was not removed:\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app_status(&d, &app).await.0, 404);
+}
+
+#[tokio::test]
+async fn the_cli_deploys_rolls_back_refuses_a_bad_file_shows_logs_and_removes() {
+    if !docker::available() {
+        return;
+    }
+    let mut sandbox = Sandbox::new();
+    let app = sandbox.app("cli");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), DOCKER_SETTINGS, None);
+    let file = dir.path().join("compose.yaml");
+    let write = |text: String| std::fs::write(&file, text).unwrap();
+    let file_arg = file.to_str().unwrap();
+
+    write(web_compose(&sandbox.image, port, "1", "true"));
+    let (ok, out, err) = apps_cli(&d, &["deploy", &app, file_arg]);
+    assert!(ok, "{out}{err}\n{}", d.logs());
+    assert!(out.contains(&format!("{app}: healthy")), "{out}");
+    let c = web_container(&app);
+
+    // An update whose healthcheck fails: rolled back, the old container serves again.
+    write(web_compose(&sandbox.image, port, "2", "false"));
+    let (ok, out, err) = apps_cli(&d, &["deploy", &app, file_arg]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("rolled_back") && err.contains("unhealthy"),
+        "{err}"
+    );
+    let v = wait_state(&d, &app, "rolled_back").await;
+    assert_eq!(v["rollbacks"], 1);
+    assert_eq!(web_container(&app), c);
+
+    // A key Ferry does not support: refused with its line, nothing changes.
+    write(
+        web_compose(&sandbox.image, port, "3", "true")
+            .replace("    ports:", "    build: .\n    ports:"),
+    );
+    let (ok, _, err) = apps_cli(&d, &["deploy", &app, file_arg]);
+    assert!(!ok);
+    assert!(
+        err.contains("invalid_app") && err.contains("line 7: services.web.build"),
+        "{err}"
+    );
+    assert_eq!(app_status(&d, &app).await.1["state"], "rolled_back");
+    assert_eq!(web_container(&app), c);
+
+    let (ok, out, _) = apps_cli(&d, &["status", &app, "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["services"][0]["container"], c.as_str());
+    let (ok, out, _) = apps_cli(&d, &["list"]);
+    assert!(
+        ok && out.contains(&app) && out.contains("rolled_back"),
+        "{out}"
+    );
+    // The old container ran twice (started, stopped for the handover, started again).
+    let (ok, out, err) = apps_cli(&d, &["logs", &app, "web"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "started v1\nstarted v1\n");
+    let (ok, out, _) = apps_cli(&d, &["logs", &app, "--tail", "1"]);
+    assert!(ok);
+    assert_eq!(out, "started v1\n", "one service: no prefix");
+    let metrics = d.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "ferry_app_state{{app=\"{app}\",state=\"rolled_back\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!("ferry_app_rollbacks_total{{app=\"{app}\"}} 1")));
+
+    let (ok, out, err) = apps_cli(&d, &["remove", &app]);
+    assert!(ok, "{out}{err}");
+    assert!(Sandbox::objects("container", &app).is_empty());
+    assert!(Sandbox::objects("network", &app).is_empty());
+    assert_eq!(app_status(&d, &app).await.0, 404);
 }

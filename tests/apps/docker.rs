@@ -102,14 +102,8 @@ impl Sandbox {
         let filter = format!("label=ferry.app={app}");
         let args: Vec<&str> = match kind {
             "container" => vec!["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
-            "network" => vec![
-                "network",
-                "ls",
-                "--filter",
-                &filter,
-                "--format",
-                "{{.Name}}",
-            ],
+            // By id: an engine before API 1.44 allows two networks of one name.
+            "network" => vec!["network", "ls", "--filter", &filter, "--format", "{{.ID}}"],
             _ => vec!["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"],
         };
         docker(&args)

@@ -162,6 +162,11 @@ impl Apps {
             let Some(e) = entries.get_mut(name) else {
                 return;
             };
+            // The previous revision running on after a failed update keeps the failure in the
+            // status until the next deployment.
+            if !changed && matches!(e.state, AppState::RolledBack | AppState::Failed) {
+                return;
+            }
             if e.state != AppState::Healthy || changed {
                 tracing::info!(app = name, adopted = !changed, "app is healthy");
             }

@@ -314,15 +314,16 @@ impl Engine for DockerEngine {
         tracing::debug!(action = %action.describe(), "applying");
         let d = &self.docker;
         match action {
-            Action::CreateNetwork(n) => already(
-                d.create_network(convert::network_body(n)).await.map(drop),
-                &[409],
-            ),
-            Action::CreateVolume(v) => d
-                .create_volume(convert::volume_body(v))
-                .await
-                .map(drop)
-                .map_err(Into::into),
+            Action::CreateNetwork(n) => {
+                let mut body = convert::network_body(n);
+                self.label(&mut body.labels);
+                already(d.create_network(body).await.map(drop), &[409])
+            }
+            Action::CreateVolume(v) => {
+                let mut body = convert::volume_body(v);
+                self.label(&mut body.labels);
+                d.create_volume(body).await.map(drop).map_err(Into::into)
+            }
             Action::CreateContainer(spec) => self.create(spec).await,
             Action::StartContainer(c) => already(d.start_container(c, None).await, &[304]),
             Action::StopContainer(c) => {
