@@ -151,3 +151,74 @@ pub fn validate(apps: &[AppConfig], docker: &DockerConfig) -> Result<(), (String
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::config::AgentConfig;
+
+    fn load(dir: &std::path::Path, toml: &str) -> Result<AgentConfig, String> {
+        let path = dir.join("ferry.toml");
+        std::fs::write(&path, toml).unwrap();
+        AgentConfig::load(Some(&path), &HashMap::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn configured_apps_are_parsed_at_load_and_errors_name_the_compose_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "TAG=7\n").unwrap();
+        std::fs::write(
+            dir.path().join("web.yaml"),
+            "services:\n  web:\n    image: web:${TAG}\n    ports: [\"80:5000\"]\n",
+        )
+        .unwrap();
+        let ok = format!(
+            "[[apps]]\nname = \"web\"\ncompose_file = \"{}/web.yaml\"\n",
+            dir.path().display()
+        );
+        let cfg = load(dir.path(), &ok).unwrap();
+        assert_eq!(cfg.apps.len(), 1);
+        assert_eq!(cfg.docker.health_timeout_ms, 120_000);
+        let desired = cfg.apps[0].request().unwrap().desired("web").unwrap();
+        assert_eq!(
+            desired.services[0].definition.image, "web:7",
+            "the .env beside the file"
+        );
+
+        std::fs::write(
+            dir.path().join("web.yaml"),
+            "services:\n  web:\n    image: web\n    secrets: [s]\n",
+        )
+        .unwrap();
+        let e = load(dir.path(), &ok).unwrap_err();
+        assert!(
+            e.contains("apps[0]") && e.contains("line 4: services.web.secrets"),
+            "{e}"
+        );
+        let twice = format!("{ok}{}", ok.replace("[[apps]]", "\n[[apps]]"));
+        std::fs::write(
+            dir.path().join("web.yaml"),
+            "services:\n  web:\n    image: web\n",
+        )
+        .unwrap();
+        assert!(load(dir.path(), &twice)
+            .unwrap_err()
+            .contains("apps[1].name"));
+        let missing = ok.replace("web.yaml", "nope.yaml");
+        assert!(load(dir.path(), &missing)
+            .unwrap_err()
+            .contains("apps[0].compose_file"));
+    }
+
+    #[test]
+    fn docker_settings_refuse_zero_intervals_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(dir.path(), "[docker]\npoll_interval_ms = 0\n").unwrap_err();
+        assert!(e.contains("docker.poll_interval_ms"), "{e}");
+        let e = load(dir.path(), "[docker]\nregistry = \"x\"\n").unwrap_err();
+        assert!(e.contains("registry"), "{e}");
+        let cfg = load(dir.path(), "[docker]\nenabled = false\n").unwrap();
+        assert!(!cfg.docker.enabled && cfg.apps.is_empty());
+    }
+}
