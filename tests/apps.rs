@@ -383,3 +383,73 @@ async fn the_cli_deploys_rolls_back_refuses_a_bad_file_shows_logs_and_removes() 
     assert!(Sandbox::objects("network", &app).is_empty());
     assert_eq!(app_status(&d, &app).await.0, 404);
 }
+
+#[tokio::test]
+async fn an_app_reaches_the_streams_it_was_granted_through_the_injected_variables() {
+    if !docker::available() {
+        return;
+    }
+    let mut sandbox = Sandbox::new();
+    let app = sandbox.app("reach");
+    let dir = tempfile::tempdir().unwrap();
+    // `$$`: the container's shell expands these, not the compose file's interpolation. wget's
+    // errors go to stdout so the log's order is the script's.
+    let auth = r#"--header \"Authorization: Bearer $$FERRY_TOKEN\""#;
+    let script = [
+        format!(r#"wget -q -O /tmp/raw {auth} \"$$FERRY_URL/v1/streams/raw/records?from=0\" && echo read-raw"#),
+        format!(r#"wget -q -O- {auth} --post-data '{{\"records\":[{{\"payload\":\"sum=3\"}}]}}' \"$$FERRY_URL/v1/streams/aggregates/records\" && echo appended"#),
+        format!(r#"wget -q -O- {auth} --post-data '{{\"records\":[{{\"payload\":\"x\"}}]}}' \"$$FERRY_URL/v1/streams/raw/records\" 2>&1 || echo raw-refused"#),
+        r#"wget -q -O- \"$$FERRY_URL/v1/streams\" 2>&1 || echo no-token-refused"#.to_string(),
+        "trap 'exit 0' TERM; while :; do sleep 1; done".to_string(),
+    ]
+    .join("; ");
+    let compose = format!(
+        "services:\n  agg:\n    image: {}\n    command: [\"sh\", \"-c\", \"{script}\"]\n",
+        sandbox.image
+    );
+    let compose_file = dir.path().join("compose.yaml");
+    std::fs::write(&compose_file, compose).unwrap();
+    let app_port = free_port();
+    let extra = format!(
+        "[[streams]]\nname = \"raw\"\n[[streams]]\nname = \"aggregates\"\n\
+         [[apps]]\nname = \"{app}\"\ncompose_file = \"{}\"\nread_streams = [\"raw\"]\nwrite_streams = [\"aggregates\"]\n\
+         {DOCKER_SETTINGS}app_api_listen = \"172.17.0.1:{app_port}\"\n",
+        compose_file.display()
+    );
+    let d = Daemon::start(dir.path(), &extra, None);
+    wait_state(&d, &app, "healthy").await;
+    let start = std::time::Instant::now();
+    let logs = loop {
+        let (ok, out, _) = apps_cli(&d, &["logs", &app]);
+        if ok && out.contains("no-token-refused") {
+            break out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the app did not finish: {out}\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        logs,
+        "read-raw\n{\"first_sequence_number\":0,\"count\":1}appended\n\
+         wget: server returned error: HTTP/1.1 403 Forbidden\nraw-refused\n\
+         wget: server returned error: HTTP/1.1 401 Unauthorized\nno-token-refused\n",
+        "wget prints the append's answer before `appended`, and each refusal's status"
+    );
+    let (_, v) = d
+        .call(Method::GET, "/v1/streams/aggregates/records?from=0", None)
+        .await;
+    assert_eq!(v["records"][0]["payload"], "sum=3", "{v}");
+    let (_, v) = d.call(Method::GET, "/v1/streams/raw", None).await;
+    assert_eq!(
+        v["status"]["records"], 0,
+        "the refused append stored nothing"
+    );
+    let env = Sandbox::inspect(&web_container(&app), "{{json .Config.Env}}");
+    assert!(
+        env.contains(&format!("FERRY_URL=http://172.17.0.1:{app_port}")),
+        "{env}"
+    );
+}

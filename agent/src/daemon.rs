@@ -176,6 +176,7 @@ async fn start_ingress(
             max_body_bytes: cfg.api.max_body_bytes,
             apps,
         };
+        crate::apps::serve_app_api(sup, &state);
         let serve = api::bind(cfg.api.listen, state, sup.stop_token(Phase::Ingress)).await?;
         sup.spawn("local API", Phase::Ingress, move |_stop| async move {
             serve.await;

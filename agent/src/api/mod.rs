@@ -90,6 +90,62 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The app API: what an app's containers may use with their token (`FERRY_TOKEN`): listing,
+/// describing, reading and appending to streams, within the app's grants
+/// (`crate::apps::access`).
+pub fn app_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/streams", get(streams::list))
+        .route("/v1/streams/:name", get(streams::describe))
+        .route(
+            "/v1/streams/:name/records",
+            get(records::read).post(records::append),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_app_token,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            )
+        })
+        .with_state(state)
+}
+
+async fn require_app_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    use crate::apps::access::Denied;
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let verdict = match &state.apps {
+        Some(apps) => apps.authorize(given, req.method(), req.uri().path()),
+        None => Err(Denied::UnknownToken),
+    };
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(Denied::UnknownToken) => ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an app's 'Authorization: Bearer <FERRY_TOKEN>' header is required",
+        )
+        .into_response(),
+        Err(Denied::Forbidden(why)) => {
+            ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", why).into_response()
+        }
+    }
+}
+
 /// Binds the listener (so a taken port fails start-up) and returns the serving future, which
 /// stops accepting and ends once in-flight requests are answered after `stop`.
 pub async fn bind(

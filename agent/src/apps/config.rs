@@ -20,6 +20,12 @@ pub struct AppConfig {
     /// Values for `${VAR}` in the compose file, over those of a `.env` file beside it.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// The streams the app's token may read; absent: all.
+    #[serde(default)]
+    pub read_streams: Option<Vec<String>>,
+    /// The streams the app's token may append to; absent: all.
+    #[serde(default)]
+    pub write_streams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -43,6 +49,13 @@ pub struct DockerConfig {
     /// was unreachable).
     #[serde(default = "default_reconcile")]
     pub reconcile_interval_ms: u64,
+    /// Serve apps (`FERRY_URL`, `FERRY_TOKEN` in their containers) on `app_api_listen`.
+    #[serde(default = "default_true")]
+    pub app_api_enabled: bool,
+    /// Where apps reach Ferry: by default the Docker bridge's gateway, which containers reach
+    /// and the LAN does not.
+    #[serde(default = "default_app_api_listen")]
+    pub app_api_listen: std::net::SocketAddr,
 }
 
 impl Default for DockerConfig {
@@ -54,6 +67,8 @@ impl Default for DockerConfig {
             healthy_after_ms: default_healthy_after(),
             poll_interval_ms: default_poll(),
             reconcile_interval_ms: default_reconcile(),
+            app_api_enabled: true,
+            app_api_listen: default_app_api_listen(),
         }
     }
 }
@@ -85,6 +100,9 @@ fn default_poll() -> u64 {
 }
 fn default_reconcile() -> u64 {
     30_000
+}
+fn default_app_api_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([172, 17, 0, 1], 8471))
 }
 
 impl AppConfig {

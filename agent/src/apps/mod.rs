@@ -7,6 +7,7 @@
 //! removals queued by the API, and a periodic pass that adopts or repairs every app and
 //! removes the apps of this instance that are no longer wanted.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -81,6 +82,10 @@ pub struct Apps {
     settings: DockerConfig,
     owner: String,
     store: Store,
+    tokens_dir: std::path::PathBuf,
+    tokens: Mutex<access::Tokens>,
+    /// Stream permissions of configured apps (API-deployed apps may use every stream).
+    grants: std::collections::HashMap<String, access::Grants>,
     entries: Mutex<BTreeMap<String, Entry>>,
     jobs: mpsc::UnboundedSender<Job>,
     /// Connected on first use and again after the engine went away.
@@ -105,56 +110,105 @@ impl Apps {
     ) -> anyhow::Result<(Arc<Apps>, AppsWorker)> {
         let store = Store::open(data_dir)?;
         let owner = store.owner()?;
-        let mut entries = BTreeMap::new();
-        let now = now_ms();
-        for (name, stored) in store.load_all()? {
-            let desired = stored.current.desired(&name);
-            let (desired, state, reason) = match desired {
-                Ok(d) => (Some(d), AppState::Accepted, None),
-                Err(e) => (None, AppState::Failed, Some(e)),
-            };
-            entries.insert(
-                name,
-                Entry {
-                    source: AppSource::Api,
-                    desired,
-                    request: stored.current,
-                    good: stored.good,
-                    state,
-                    reason,
-                    updated_at_ms: now,
-                    rollbacks: 0,
-                },
-            );
-        }
-        for a in configured {
-            let request = a.request().map_err(anyhow::Error::msg)?;
-            let desired = request.desired(&a.name).map_err(anyhow::Error::msg)?;
-            entries.insert(
-                a.name.clone(),
-                Entry {
-                    source: AppSource::Config,
-                    desired: Some(desired),
-                    request,
-                    good: None,
-                    state: AppState::Accepted,
-                    reason: None,
-                    updated_at_ms: now,
-                    rollbacks: 0,
-                },
-            );
-        }
         let (tx, rx) = mpsc::unbounded_channel();
-        let apps = Arc::new(Apps {
+        let grants = configured
+            .iter()
+            .map(|a| {
+                let g = access::Grants {
+                    read: a.read_streams.clone(),
+                    write: a.write_streams.clone(),
+                };
+                (a.name.clone(), g)
+            })
+            .collect();
+        let apps = Apps {
             settings,
             owner,
+            tokens_dir: data_dir.join("apps").join("tokens"),
             store,
-            entries: Mutex::new(entries),
+            entries: Mutex::new(BTreeMap::new()),
+            tokens: Mutex::new(access::Tokens::default()),
+            grants,
             jobs: tx,
             engine: tokio::sync::Mutex::new(None),
             stop_follow,
-        });
-        Ok((apps, AppsWorker { jobs: rx }))
+        };
+        let now = now_ms();
+        let mut entries = BTreeMap::new();
+        for (name, stored) in apps.store.load_all()? {
+            let (desired, state, reason) = match apps.desired(&name, &stored.current) {
+                Ok(d) => (Some(d), AppState::Accepted, None),
+                Err(e) => (None, AppState::Failed, Some(e)),
+            };
+            let entry = Entry {
+                source: AppSource::Api,
+                desired,
+                request: stored.current,
+                good: stored.good,
+                state,
+                reason,
+                updated_at_ms: now,
+                rollbacks: 0,
+            };
+            entries.insert(name, entry);
+        }
+        for a in configured {
+            let request = a.request().map_err(anyhow::Error::msg)?;
+            let desired = apps
+                .desired(&a.name, &request)
+                .map_err(anyhow::Error::msg)?;
+            let entry = Entry {
+                source: AppSource::Config,
+                desired: Some(desired),
+                request,
+                good: None,
+                state: AppState::Accepted,
+                reason: None,
+                updated_at_ms: now,
+                rollbacks: 0,
+            };
+            entries.insert(a.name.clone(), entry);
+        }
+        *lock(&apps.entries) = entries;
+        Ok((Arc::new(apps), AppsWorker { jobs: rx }))
+    }
+
+    /// What `request` deploys for `name`, with the variables that let its containers reach
+    /// Ferry (`FERRY_URL`, `FERRY_TOKEN`; the token is made on first use).
+    fn desired(&self, name: &str, request: &DeployRequest) -> Result<DesiredApp, String> {
+        let mut inject = BTreeMap::new();
+        if self.settings.app_api_enabled {
+            let token = lock(&self.tokens)
+                .ensure(&self.tokens_dir, name)
+                .map_err(|e| format!("cannot keep the app's token: {e}"))?;
+            inject.insert(
+                "FERRY_URL".to_string(),
+                format!("http://{}", self.settings.app_api_listen),
+            );
+            inject.insert("FERRY_TOKEN".to_string(), token);
+        }
+        request.desired_with(name, &inject)
+    }
+
+    /// Whether a request to the app API with `token` may go on (see [`access::check`]).
+    pub fn authorize(
+        &self,
+        token: &str,
+        method: &axum::http::Method,
+        path: &str,
+    ) -> Result<(), access::Denied> {
+        let app = lock(&self.tokens)
+            .app_of(token)
+            .map(String::from)
+            .ok_or(access::Denied::UnknownToken)?;
+        let app = app.as_str();
+        // A removed app's token no longer opens anything.
+        if !lock(&self.entries).contains_key(app) {
+            return Err(access::Denied::UnknownToken);
+        }
+        let none = access::Grants::default();
+        let grants = self.grants.get(app).unwrap_or(&none);
+        access::check(app, grants, method, path)
     }
 
     fn check_enabled(&self) -> Result<(), AppError> {
@@ -197,7 +251,7 @@ impl Apps {
                 return Err(AppError::ManagedByConfig(name.into()));
             }
         }
-        let desired = request.desired(name).map_err(AppError::Invalid)?;
+        let desired = self.desired(name, &request).map_err(AppError::Invalid)?;
         let good = lock(&self.entries).get(name).and_then(|e| e.good.clone());
         let stored = Stored {
             current: request.clone(),
@@ -410,4 +464,44 @@ pub fn start(
         },
     );
     Ok(Some(apps))
+}
+
+/// Serves the app API (stream reads and appends with an app's token) on
+/// `docker.app_api_listen` in the ingress phase. The address belongs to the Docker bridge,
+/// which may not exist yet (the engine starts later, or is not installed): binding is retried
+/// every few seconds, and Ferry runs on meanwhile.
+pub fn serve_app_api(sup: &mut crate::supervisor::Supervisor, state: &crate::api::ApiState) {
+    use crate::supervisor::Phase;
+    let Some(apps) = state.apps.clone() else {
+        return;
+    };
+    if !apps.settings.app_api_enabled {
+        return;
+    }
+    let addr = apps.settings.app_api_listen;
+    let router = crate::api::app_router(state.clone());
+    sup.spawn("app API", Phase::Ingress, move |stop| async move {
+        let mut warned = false;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(listen = %addr, error = %e, "apps cannot reach Ferry yet: the app API cannot listen (is the Docker bridge up?); retrying");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        };
+        tracing::info!(listen = %addr, "app API listening");
+        let serve = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "app API stopped");
+        }
+        Ok(())
+    });
 }

@@ -36,6 +36,16 @@ impl DeployRequest {
     /// Parses the compose file and reads its env_files: the app's desired state, or the
     /// reason it cannot be deployed (with the compose file's line and key).
     pub fn desired(&self, name: &str) -> Result<DesiredApp, String> {
+        self.desired_with(name, &BTreeMap::new())
+    }
+
+    /// As [`desired`](Self::desired), with `inject` added to every service's environment
+    /// (what the compose file sets itself wins).
+    pub fn desired_with(
+        &self,
+        name: &str,
+        inject: &BTreeMap<String, String>,
+    ) -> Result<DesiredApp, String> {
         let vars: HashMap<String, String> = self.variables.clone().into_iter().collect();
         let mut parsed = compose::parse(
             &self.compose,
@@ -49,6 +59,14 @@ impl DeployRequest {
         if !parsed.unset_variables.is_empty() {
             let names: Vec<&str> = parsed.unset_variables.iter().map(String::as_str).collect();
             tracing::warn!(app = name, variables = %names.join(", "), "compose file uses variables that are not set; they are empty");
+        }
+        for service in parsed.compose.services.values_mut() {
+            for (k, v) in inject {
+                service
+                    .environment
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
+            }
         }
         DesiredApp::new(name, &parsed.compose)
     }

@@ -188,7 +188,9 @@ impl Apps {
     /// A failed deployment: the previous good request becomes the desired one again (it runs
     /// again already); with none, nothing of the app runs and nothing is retried.
     async fn went_back(&self, name: &str, state: AppState, reason: String) {
-        let stored = {
+        let good = lock(&self.entries).get(name).and_then(|e| e.good.clone());
+        let good_desired = good.as_ref().and_then(|g| self.desired(name, g).ok());
+        let (api, stored) = {
             let mut entries = lock(&self.entries);
             let Some(e) = entries.get_mut(name) else {
                 return;
@@ -197,23 +199,16 @@ impl Apps {
             e.state = state;
             e.reason = Some(reason);
             e.updated_at_ms = ferry_stream_manager::time::now_ms();
-            match e.good.clone() {
-                Some(good) => {
-                    e.desired = good.desired(name).ok();
-                    e.request = good.clone();
-                    Some(Stored {
-                        current: good.clone(),
-                        good: Some(good),
-                    })
+            e.desired = good_desired;
+            let stored = good.map(|g| {
+                e.request = g.clone();
+                Stored {
+                    current: g.clone(),
+                    good: Some(g),
                 }
-                None => {
-                    e.desired = None;
-                    None
-                }
-            }
-            .filter(|_| e.source == AppSource::Api)
+            });
+            (e.source == AppSource::Api, stored)
         };
-        let api = lock(&self.entries).get(name).map(|e| e.source) == Some(AppSource::Api);
         if api {
             self.save(name, stored).await;
         }
