@@ -40,9 +40,16 @@ impl Apps {
                 () = stop.cancelled() => return,
                 job = worker.jobs.recv() => {
                     let Some(job) = job else { return };
-                    let r = match job {
-                        Job::Deploy(name) => self.deploy_now(&name, &stop).await,
-                        Job::Remove { name, volumes } => self.remove_now(&name, volumes, &stop).await,
+                    let work = async {
+                        match job {
+                            Job::Deploy(name) => self.deploy_now(&name, &stop).await,
+                            Job::Remove { name, volumes } => self.remove_now(&name, volumes, &stop).await,
+                        }
+                    };
+                    // Stopping drops the work wherever it is: a later start picks it up.
+                    let r = tokio::select! {
+                        r = work => r,
+                        () = stop.cancelled() => return,
                     };
                     match r {
                         Err(Interrupted::Stop) => return,
@@ -51,7 +58,11 @@ impl Apps {
                     }
                 }
                 () = tokio::time::sleep_until(next_pass) => {
-                    match self.pass(&stop).await {
+                    let r = tokio::select! {
+                        r = self.pass(&stop) => r,
+                        () = stop.cancelled() => return,
+                    };
+                    match r {
                         Err(Interrupted::Stop) => return,
                         Err(Interrupted::EngineDown) => next_pass = tokio::time::Instant::now() + retry.next_delay(),
                         Ok(()) => {
