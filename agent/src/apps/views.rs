@@ -1,10 +1,11 @@
 //! What the app endpoints answer, as typed serde structs the API serialises and the CLI
 //! deserialises. No secret (registry credentials, tokens) is ever part of them.
 
-use ferry_connectors::docker::{Health, RunState};
+use ferry_connectors::docker::{Health, Observed, RunState};
 use serde::{Deserialize, Serialize};
 
 use super::source::AppSource;
+use super::Entry;
 
 /// Where an app's deployment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,4 +87,35 @@ pub struct ServiceView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppList {
     pub apps: Vec<AppView>,
+}
+
+/// An app's view: Ferry's side from `e`, the containers from `observed`.
+pub(super) fn view(name: &str, e: &Entry, observed: &Option<Observed>) -> AppView {
+    let services = observed
+        .as_ref()
+        .map(|o| {
+            o.of_app(name)
+                .containers
+                .into_iter()
+                .map(|c| ServiceView {
+                    service: c.service,
+                    container: c.name,
+                    revision: c.revision,
+                    state: c.state,
+                    health: c.health,
+                    restart_count: c.restart_count,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    AppView {
+        name: name.to_string(),
+        source: e.source,
+        state: e.state,
+        revision: e.desired.as_ref().map(|d| d.revision.clone()),
+        reason: e.reason.clone(),
+        updated_at_ms: e.updated_at_ms,
+        rollbacks: e.rollbacks,
+        services,
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::docker::compose::{self, ParseOptions};
 use crate::docker::fake::FakeDocker;
+use crate::docker::observed::Health;
 use crate::docker::plan::{plan_app, plan_removal, AppPlan};
 
 const SETTINGS: RolloutSettings = RolloutSettings {
