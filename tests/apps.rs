@@ -6,7 +6,8 @@
 //! deployer adopting a running app, removal. The agent level (`ferry run` and `ferry apps`):
 //! an app from `[[apps]]` adopted after the daemon was killed and removed when the file no
 //! longer names it; the CLI deploying, rolling back, refusing a bad file, showing logs and
-//! metrics, removing.
+//! metrics, removing; a crashed container restarted by its policy and kept; an app reaching
+//! the streams it was granted through the injected FERRY_URL and FERRY_TOKEN.
 
 #[path = "apps/docker.rs"]
 mod docker;
@@ -452,4 +453,72 @@ async fn an_app_reaches_the_streams_it_was_granted_through_the_injected_variable
         env.contains(&format!("FERRY_URL=http://172.17.0.1:{app_port}")),
         "{env}"
     );
+}
+
+#[tokio::test]
+async fn a_crashed_container_is_restarted_by_its_policy_and_ferry_keeps_it() {
+    if !docker::available() {
+        return;
+    }
+    let mut sandbox = Sandbox::new();
+    let app = sandbox.app("crash");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let compose_file = dir.path().join("compose.yaml");
+    let text = web_compose(&sandbox.image, port, "1", "true")
+        .replace("    environment:", "    restart: always\n    environment:");
+    std::fs::write(&compose_file, text).unwrap();
+    let extra = format!(
+        "[[apps]]\nname = \"{app}\"\ncompose_file = \"{}\"\n{DOCKER_SETTINGS}",
+        compose_file.display()
+    );
+    let d = Daemon::start(dir.path(), &extra, None);
+    wait_state(&d, &app, "healthy").await;
+    let c = web_container(&app);
+    let id = Sandbox::inspect(&c, "{{.Id}}");
+    // The service's shell exits on SIGTERM: a crash as far as the engine knows.
+    let out = std::process::Command::new("docker")
+        .args(["exec", &c, "kill", "-TERM", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the engine restarted it", || {
+        Sandbox::inspect(&c, "{{.RestartCount}}") == "1"
+            && Sandbox::inspect(&c, "{{.State.Status}}") == "running"
+    })
+    .await;
+    // A reconcile pass after the restart (the status is stamped by each) keeps that container.
+    let stamped = app_status(&d, &app).await.1["updated_at_ms"]
+        .as_i64()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let v = loop {
+        let v = app_status(&d, &app).await.1;
+        if v["updated_at_ms"].as_i64().unwrap() > stamped {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no pass ran: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["state"], "healthy");
+    assert_eq!(v["services"][0]["restart_count"], 1, "{v}");
+    assert_eq!(
+        Sandbox::inspect(&web_container(&app), "{{.Id}}"),
+        id,
+        "not recreated"
+    );
+    assert_eq!(
+        d.logs().matches("rolling out").count(),
+        1,
+        "only the first deployment:\n{}",
+        d.logs()
+    );
+    assert_eq!(get(port).await.as_deref(), Some("hello from busybox\n"));
 }
