@@ -58,7 +58,15 @@ pub async fn run(
         Ok(())
     });
     let service = start_processing(&mut sup, &cfg, &manager, &ingest);
-    if let Err(e) = start_ingress(&mut sup, &cfg, &manager, &ingest, service).await {
+    let apps = match crate::apps::start(&mut sup, &cfg) {
+        Ok(apps) => apps,
+        Err(e) => {
+            sup.shutdown(Duration::from_millis(cfg.shutdown_timeout_ms))
+                .await;
+            return Err(e);
+        }
+    };
+    if let Err(e) = start_ingress(&mut sup, &cfg, &manager, &ingest, service, apps).await {
         sup.shutdown(Duration::from_millis(cfg.shutdown_timeout_ms))
             .await;
         return Err(e);
@@ -189,6 +197,7 @@ async fn start_ingress(
     manager: &Arc<StreamManager>,
     ingest: &Ingest,
     service: Arc<Service>,
+    apps: Option<Arc<crate::apps::Apps>>,
 ) -> anyhow::Result<()> {
     if cfg.api.open_beyond_loopback() {
         tracing::warn!(listen = %cfg.api.listen, "the local API listens beyond loopback WITHOUT A TOKEN: anyone who can reach it can read, write and delete streams; set api.token or api.token_file");
@@ -202,7 +211,9 @@ async fn start_ingress(
             service: service.clone(),
             token: token.map(Into::into),
             max_body_bytes: cfg.api.max_body_bytes,
+            apps,
         };
+        crate::apps::serve_app_api(sup, &state);
         let serve = api::bind(cfg.api.listen, state, sup.stop_token(Phase::Ingress)).await?;
         sup.spawn("local API", Phase::Ingress, move |_stop| async move {
             serve.await;

@@ -2,6 +2,7 @@
 
 mod allocator;
 mod api;
+mod apps;
 mod broker;
 mod cli;
 mod config;
@@ -46,6 +47,8 @@ enum Command {
     Streams(cli::StreamsArgs),
     /// Pause, resume, reset or skip an export through the running daemon's local API.
     Exports(cli::ExportsArgs),
+    /// Deploy and inspect container apps (compose files) through the daemon's local API.
+    Apps(apps::cli::AppsArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Streams(args) => client(cli::run(args)),
         Command::Exports(args) => client(cli::run_exports(args)),
+        Command::Apps(args) => client(apps::cli::run(args)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match AgentConfig::load(Some(&file), &env) {

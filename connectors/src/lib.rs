@@ -3,6 +3,7 @@
 //! manager's public API and never touch its storage.
 
 pub use ferry_stream_manager::backoff;
+pub mod docker;
 pub mod json;
 pub mod mqtt;
 pub mod sinks;

@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4), rendered from the
-//! service's [`Overview`] (no record is read for a scrape): MQTT ingestion, streams, exports.
+//! service's [`Overview`] (no record is read for a scrape): MQTT ingestion, streams, exports;
+//! container apps render their own families (`crate::apps::Apps::metrics_text`).
 
 use std::fmt::Write;
 
@@ -45,6 +46,9 @@ pub async fn render(State(state): State<ApiState>) -> impl IntoResponse {
     mqtt_families(&mut f, &overview);
     stream_families(&mut f, &overview.streams);
     export_families(&mut f, &overview.exports);
+    if let Some(apps) = &state.apps {
+        out.push_str(&apps.metrics_text());
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -12,6 +12,7 @@
 //! POST   /v1/streams/{name}/exports/{id}      pause, resume, reset or skip an export
 //! POST   /v1/streams/{name}/records           append one record or a batch
 //! GET    /v1/streams/{name}/records?from=…    read (long poll with wait_ms; follow=true streams NDJSON)
+//! GET|PUT|DELETE /v1/apps[/{name}[/logs]]     container apps (see `crate::apps::api`)
 //! ```
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with a stable code (see
 //! [`error::ApiError`]).
@@ -33,7 +34,9 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub(crate) use streams::parse_json;
 
+use crate::apps::api as apps;
 use crate::service::Service;
 
 /// What every handler gets: the service (all stream and export logic lives there), and the
@@ -43,6 +46,8 @@ pub struct ApiState {
     pub service: Arc<Service>,
     pub token: Option<Arc<str>>,
     pub max_body_bytes: usize,
+    /// Container apps; `None` when `docker.enabled` is off.
+    pub apps: Option<Arc<crate::apps::Apps>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -65,6 +70,12 @@ pub fn router(state: ApiState) -> Router {
             "/v1/streams/:name/records",
             get(records::read).post(records::append),
         )
+        .route("/v1/apps", get(apps::list))
+        .route(
+            "/v1/apps/:name",
+            get(apps::status).put(apps::deploy).delete(apps::remove),
+        )
+        .route("/v1/apps/:name/logs", get(apps::logs))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -104,6 +115,62 @@ async fn readyz(State(state): State<ApiState>) -> Response {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(r)).into_response()
+}
+
+/// The app API: what an app's containers may use with their token (`FERRY_TOKEN`): listing,
+/// describing, reading and appending to streams, within the app's grants
+/// (`crate::apps::access`).
+pub fn app_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/streams", get(streams::list))
+        .route("/v1/streams/:name", get(streams::describe))
+        .route(
+            "/v1/streams/:name/records",
+            get(records::read).post(records::append),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_app_token,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            )
+        })
+        .with_state(state)
+}
+
+async fn require_app_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    use crate::apps::access::Denied;
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .unwrap_or("");
+    let verdict = match &state.apps {
+        Some(apps) => apps.authorize(given, req.method(), req.uri().path()),
+        None => Err(Denied::UnknownToken),
+    };
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(Denied::UnknownToken) => ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an app's 'Authorization: Bearer <FERRY_TOKEN>' header is required",
+        )
+        .into_response(),
+        Err(Denied::Forbidden(why)) => {
+            ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", why).into_response()
+        }
+    }
 }
 
 /// Binds the listener (so a taken port fails start-up) and returns the serving future, which

@@ -231,6 +231,11 @@ pub struct AgentConfig {
     pub streams: Vec<StreamDefinition>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Container apps deployed from compose files, and how Ferry reaches the Docker engine.
+    #[serde(default)]
+    pub apps: Vec<crate::apps::AppConfig>,
+    #[serde(default)]
+    pub docker: crate::apps::DockerConfig,
 }
 
 /// A configuration error, already phrased for the operator.
@@ -412,6 +417,7 @@ impl AgentConfig {
                 .validate()
                 .map_err(|(k, m)| (format!("greengrass.{k}"), m))?;
         }
+        crate::apps::config::validate(&self.apps, &self.docker)?;
         if self.embedded_enabled() && self.embedded_broker.max_payload_size_bytes == 0 {
             return Err((
                 "embedded_broker.max_payload_size_bytes".into(),
