@@ -202,6 +202,7 @@ async fn start_ingress(
     if cfg.api.open_beyond_loopback() {
         tracing::warn!(listen = %cfg.api.listen, "the local API listens beyond loopback WITHOUT A TOKEN: anyone who can reach it can read, write and delete streams; set api.token or api.token_file");
     }
+    let apps_for_greengrass = apps.clone();
     if cfg.api.enabled {
         let token = cfg
             .api
@@ -211,7 +212,7 @@ async fn start_ingress(
             service: service.clone(),
             token: token.map(Into::into),
             max_body_bytes: cfg.api.max_body_bytes,
-            apps,
+            apps: apps.clone(),
         };
         crate::apps::serve_app_api(sup, &state);
         let serve = api::bind(cfg.api.listen, state, sup.stop_token(Phase::Ingress)).await?;
@@ -226,7 +227,7 @@ async fn start_ingress(
             .settings()
             .map_err(|e| anyhow::anyhow!("greengrass.tokens: {e}"))?;
         let stop = sup.stop_token(Phase::Ingress);
-        let serve = greengrass::bind(settings, service, stop).await?;
+        let serve = greengrass::bind(settings, service.clone(), stop).await?;
         sup.spawn(
             "Greengrass server",
             Phase::Ingress,
@@ -235,6 +236,9 @@ async fn start_ingress(
                 Ok(())
             },
         );
+        if let Some(apps) = apps_for_greengrass {
+            greengrass_for_apps(sup, cfg, service, apps)?;
+        }
     }
     let drain = Duration::from_millis(cfg.shutdown_timeout_ms / 2);
     for (b, (_, metrics)) in cfg.brokers.iter().zip(ingest) {
@@ -249,6 +253,52 @@ async fn start_ingress(
             },
         );
     }
+    Ok(())
+}
+
+/// The Greengrass server again, on the apps' network (the Docker bridge, where the app API
+/// listens), accepting the apps' tokens, so SDK apps in containers reach it as they reach the
+/// HTTP API. The bridge may not exist yet: binding is retried every few seconds.
+fn greengrass_for_apps(
+    sup: &mut Supervisor,
+    cfg: &AgentConfig,
+    service: Arc<Service>,
+    apps: Arc<crate::apps::Apps>,
+) -> anyhow::Result<()> {
+    let Some(listen) = apps.greengrass_listen() else {
+        return Ok(());
+    };
+    let check = apps.clone();
+    let app_tokens: greengrass::AppTokens = Arc::new(move |t: &str| check.accepts_token(t));
+    let mut settings = cfg
+        .greengrass
+        .settings()
+        .map_err(|e| anyhow::anyhow!("greengrass.tokens: {e}"))?;
+    settings.listen = listen;
+    sup.spawn("Greengrass server for apps", Phase::Ingress, move |stop| async move {
+        let mut warned = false;
+        let serve = loop {
+            let attempt = greengrass::Settings {
+                auth: settings.auth.clone().with_app_tokens(app_tokens.clone()),
+                ..settings.clone()
+            };
+            match greengrass::bind(attempt, service.clone(), stop.clone()).await {
+                Ok(serve) => break serve,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(listen = %listen, error = %e, "apps cannot reach the Greengrass port yet (is the Docker bridge up?); retrying");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        };
+        serve.await;
+        Ok(())
+    });
     Ok(())
 }
 

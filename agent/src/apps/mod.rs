@@ -95,6 +95,8 @@ pub struct Apps {
     engine: tokio::sync::Mutex<Option<DockerEngine>>,
     /// Cancelled when Ferry stops taking requests: log follows end.
     pub stop_follow: tokio_util::sync::CancellationToken,
+    /// The Greengrass port, when that server runs: offered to apps on the bridge as well.
+    greengrass_port: Option<u16>,
 }
 
 /// What the worker task takes.
@@ -110,6 +112,7 @@ impl Apps {
         settings: DockerConfig,
         configured: &[AppConfig],
         stop_follow: tokio_util::sync::CancellationToken,
+        greengrass_port: Option<u16>,
     ) -> anyhow::Result<(Arc<Apps>, AppsWorker)> {
         let store = Store::open(data_dir)?;
         let owner = store.owner()?;
@@ -135,6 +138,7 @@ impl Apps {
             jobs: tx,
             engine: tokio::sync::Mutex::new(None),
             stop_follow,
+            greengrass_port,
         };
         let now = now_ms();
         let mut entries = BTreeMap::new();
@@ -188,9 +192,33 @@ impl Apps {
                 "FERRY_URL".to_string(),
                 format!("http://{}", self.settings.app_api_listen),
             );
+            if let Some(port) = self.greengrass_port {
+                // What the Greengrass SDKs read: the same server, on the apps' network.
+                let host = self.settings.app_api_listen.ip().to_string();
+                inject.insert("STREAM_MANAGER_SERVER_HOST".to_string(), host);
+                inject.insert("STREAM_MANAGER_SERVER_PORT".to_string(), port.to_string());
+                inject.insert(
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN".to_string(),
+                    token.clone(),
+                );
+            }
             inject.insert("FERRY_TOKEN".to_string(), token);
         }
         request.desired_with(name, &inject)
+    }
+
+    /// Whether `token` is the token of an app that is deployed now (for the Greengrass port).
+    pub fn accepts_token(&self, token: &str) -> bool {
+        let app = lock(&self.tokens).app_of(token).map(String::from);
+        app.is_some_and(|a| lock(&self.entries).contains_key(&a))
+    }
+
+    /// Where apps reach Ferry's Greengrass port, when it is offered to them.
+    pub fn greengrass_listen(&self) -> Option<std::net::SocketAddr> {
+        let port = self.greengrass_port?;
+        self.settings
+            .app_api_enabled
+            .then(|| std::net::SocketAddr::new(self.settings.app_api_listen.ip(), port))
     }
 
     /// Whether a request to the app API with `token` may go on (see [`access::check`]).

@@ -20,6 +20,7 @@ pub fn start(
         cfg.docker.clone(),
         &cfg.apps,
         sup.stop_token(Phase::Ingress),
+        cfg.greengrass.enabled.then(|| cfg.greengrass.listen.port()),
     )?;
     let a = apps.clone();
     sup.spawn(

@@ -39,7 +39,12 @@ impl ProtocolVersion {
 #[derive(Clone, Default)]
 pub struct Auth {
     tokens: Option<Vec<Box<[u8]>>>,
+    /// Tokens of deployed container apps, checked by the app deployer.
+    app_tokens: Option<AppTokens>,
 }
+
+/// Whether a token belongs to a deployed container app.
+pub type AppTokens = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,7 +57,18 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     pub fn off() -> Auth {
-        Auth { tokens: None }
+        Auth {
+            tokens: None,
+            app_tokens: None,
+        }
+    }
+
+    /// Also accepts the tokens of deployed container apps. Authentication is on from then on,
+    /// even with no configured token: this is how the port is offered on the apps' network.
+    pub fn with_app_tokens(mut self, app_tokens: AppTokens) -> Auth {
+        self.tokens.get_or_insert_with(Vec::new);
+        self.app_tokens = Some(app_tokens);
+        self
     }
 
     pub fn tokens<S: AsRef<str>>(tokens: impl IntoIterator<Item = S>) -> Auth {
@@ -62,6 +78,7 @@ impl Auth {
             .collect();
         Auth {
             tokens: Some(tokens),
+            app_tokens: None,
         }
     }
 
@@ -78,9 +95,10 @@ impl Auth {
         let Some(given) = given.filter(|g| !g.is_empty()) else {
             return false;
         };
-        tokens
+        let configured = tokens
             .iter()
-            .fold(false, |ok, t| ok | constant_time_eq(t, given.as_bytes()))
+            .fold(false, |ok, t| ok | constant_time_eq(t, given.as_bytes()));
+        configured || self.app_tokens.as_ref().is_some_and(|app| app(given))
     }
 }
 
@@ -217,6 +235,15 @@ mod tests {
 
     #[test]
     fn with_authentication_off_any_token_or_none_is_accepted() {
+        let apps = Auth::off().with_app_tokens(std::sync::Arc::new(|t: &str| t == "app-a"));
+        assert!(apps.accepts(Some("app-a")), "an app's token");
+        assert!(
+            !apps.accepts(Some("other")) && !apps.accepts(None),
+            "on for everyone else"
+        );
+        let both =
+            Auth::tokens(["alpha"]).with_app_tokens(std::sync::Arc::new(|t: &str| t == "app-a"));
+        assert!(both.accepts(Some("alpha")) && both.accepts(Some("app-a")));
         assert!(Auth::off().accepts(None));
         assert!(Auth::off().accepts(Some("whatever")));
     }

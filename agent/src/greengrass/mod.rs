@@ -33,4 +33,5 @@ mod session_tests;
 mod status;
 
 pub use config::GreengrassConfig;
-pub use server::bind;
+pub use handshake::AppTokens;
+pub use server::{bind, Settings};
