@@ -476,16 +476,13 @@ async fn a_crashed_container_is_restarted_by_its_policy_and_ferry_keeps_it() {
     wait_state(&d, &app, "healthy").await;
     let c = web_container(&app);
     let id = Sandbox::inspect(&c, "{{.Id}}");
-    // The service's shell exits on SIGTERM: a crash as far as the engine knows.
-    let out = std::process::Command::new("docker")
+    // The service's shell exits on SIGTERM: a crash as far as the engine knows. The exec's own
+    // exit status is not checked: when PID 1 dies first, the engine ends the exec session too
+    // (a non-zero status with nothing on stderr). The restart below is what proves the kill.
+    let _ = std::process::Command::new("docker")
         .args(["exec", &c, "kill", "-TERM", "1"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     wait_until("the engine restarted it", || {
         Sandbox::inspect(&c, "{{.RestartCount}}") == "1"
             && Sandbox::inspect(&c, "{{.State.Status}}") == "running"
