@@ -60,6 +60,12 @@ enum Command {
 enum ConfigCommand {
     /// Validate a configuration file (and FERRY_ variables) without starting.
     Check { file: PathBuf },
+    /// Print the effective configuration (file, FERRY_ variables, defaults), secrets redacted.
+    Show {
+        /// The configuration file (default: none, built-in defaults and FERRY_ variables).
+        #[arg(env = "FERRY_CONFIG")]
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +97,23 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Config {
+            command: ConfigCommand::Show { file },
+        } => {
+            let shown = AgentConfig::load(file.as_deref(), &env)
+                .map_err(|e| format!("invalid configuration: {e}"))
+                .and_then(|cfg| config::show::render(&cfg, file.as_deref(), &env));
+            match shown {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run { config } => {
             let cfg = match AgentConfig::load(config.as_deref(), &env) {
                 Ok(c) => c,

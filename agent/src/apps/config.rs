@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::source::DeployRequest;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     pub name: String,
@@ -28,7 +28,7 @@ pub struct AppConfig {
     pub write_streams: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerConfig {
     /// `false`: no container apps (the API's /v1/apps answers 503).

@@ -21,7 +21,7 @@ pub const CLI_VARIABLES: &[&str] = &["FERRY_CONFIG", "FERRY_URL", "FERRY_TOKEN"]
 /// The name of the implicit connection to the embedded broker.
 pub const EMBEDDED_CONNECTION: &str = "local";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case", try_from = "String")]
 pub enum LogFormat {
     #[default]
@@ -40,7 +40,7 @@ impl TryFrom<String> for LogFormat {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
@@ -71,7 +71,7 @@ fn default_stats_interval() -> u64 {
     60_000
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedBrokerConfig {
     /// Default: on when no `[[brokers]]` are configured, off otherwise.
@@ -97,7 +97,7 @@ impl Default for EmbeddedBrokerConfig {
 }
 
 /// Settings shared by every export.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
     /// A cap on all exports together; higher-priority exports are served first under it.
@@ -106,7 +106,7 @@ pub struct ExportConfig {
 }
 
 /// The local HTTP API for reader apps, the CLI and metrics scrapers.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     #[serde(default = "default_true")]
@@ -197,7 +197,7 @@ fn default_retention_interval() -> u64 {
     60_000
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     #[serde(default = "default_data_dir")]
@@ -474,5 +474,6 @@ fn check_log_level(filter: &str) -> Result<(), String> {
 }
 
 mod messages;
+pub mod show;
 #[cfg(test)]
 mod tests;

@@ -32,7 +32,7 @@ use super::server::Settings;
 /// The SDKs' (and the AWS component's) port variable.
 pub const PORT_VARIABLE: &str = "STREAM_MANAGER_SERVER_PORT";
 
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GreengrassConfig {
     #[serde(default)]

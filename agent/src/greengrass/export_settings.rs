@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use ferry_stream_manager::definition::{check_http_url, AwsSettings, CredentialsSettings};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportSettings {
     #[serde(default)]

@@ -45,7 +45,7 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 
 /// A routing rule: messages whose topic matches `filter` (and, if set, that arrived through the
 /// broker connection named `broker`) are appended to `stream`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub filter: String,
@@ -58,7 +58,7 @@ pub struct Route {
 }
 
 /// What ingest does with a message whose stream is full (`reject_new_data`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum OnFull {
     /// Acknowledge it and count it (`stream_full`): the stream's refusal is final and every
