@@ -1,4 +1,5 @@
-//! Export to an HTTP sink the test controls: a sink that is down and comes back, 5xx and 429
+//! Export to an HTTP sink the test controls: a sink that is down and comes back (after a long
+//! outage, noticed within a second by the reachability probe), 5xx and 429
 //! with Retry-After, slow answers and answers slower than the timeout, connections cut in the
 //! middle of a request, permanent 4xx under each policy, Ferry SIGKILLed mid-export with one
 //! and with several batches in flight, and priorities under a bandwidth cap.
@@ -136,6 +137,32 @@ async fn a_sink_that_was_down_gets_every_record_when_it_comes_back() {
     assert_eq!(
         (s["records_sent"].as_u64(), s["lag_records"].as_u64()),
         (Some(100), Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_back_after_a_long_outage_gets_the_first_batch_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", None);
+    let port = free_port(); // nothing listens yet: connection refused
+    let url = format!("http://127.0.0.1:{port}/back");
+    d.create(json!({"name": "s", "exports": [export("e", &url, json!({}))]}))
+        .await;
+    d.fill("s", 20, 10).await; // one batch
+                               // After eight failed requests (some 13 to 25 s into the outage) the backoff's next wait is
+                               // 12.8 to 25.6 s: only the reachability probe can make the first batch leave sooner.
+    d.wait_export("s", "down for long", |s| s["retries"].as_u64() >= Some(8))
+        .await;
+    let sink: Shared = Arc::default();
+    let back = Instant::now();
+    let _server = start_sink(port, sink.clone()).await;
+    d.wait_export("s", "delivered", |s| s["checkpoint"] == 20)
+        .await;
+    let first = sink.lock().unwrap().arrivals[0].0;
+    assert!(
+        first - back <= Duration::from_millis(1500),
+        "the first batch arrived {:?} after the sink was back",
+        first - back
     );
 }
 

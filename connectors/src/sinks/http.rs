@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use ferry_stream_manager::definition::{HttpFormat, HttpSettings};
-use ferry_stream_manager::export::{Batch, SendFuture, Sink, SinkError, SinkLimits};
+use ferry_stream_manager::export::{Batch, ProbeFuture, SendFuture, Sink, SinkError, SinkLimits};
 use ferry_stream_manager::Record;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 
@@ -21,6 +21,9 @@ use crate::json::write_export_json;
 pub struct HttpSink {
     settings: HttpSettings,
     client: reqwest::Client,
+    /// The URL's host (without IPv6 brackets) and port, for [`Sink::probe`].
+    host: String,
+    port: u16,
 }
 
 impl HttpSink {
@@ -49,9 +52,17 @@ impl HttpSink {
             .timeout(Duration::from_millis(s.timeout_ms))
             .build()
             .map_err(|e| SinkConfigError::new("settings", format!("http sink: {e}")))?;
+        let host = url.host_str().unwrap_or_default();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(80);
         Ok(HttpSink {
             settings: s,
             client,
+            host,
+            port,
         })
     }
 
@@ -170,6 +181,16 @@ impl Sink for HttpSink {
             }
         })
     }
+
+    /// A TCP connect to the URL's host and port (through DNS for a name): whether the sink
+    /// takes connections, for a few packets instead of a request with a batch in it.
+    fn probe(&self) -> Option<ProbeFuture<'_>> {
+        Some(Box::pin(async move {
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .is_ok()
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +222,19 @@ mod tests {
             classify(404, None),
             Some(SinkError::Permanent { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn the_probe_tells_a_listening_sink_from_a_closed_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sink =
+            HttpSink::new(&HttpSettings::new(format!("http://127.0.0.1:{port}/in"))).unwrap();
+        assert!(sink.probe().unwrap().await, "listening");
+        drop(listener);
+        assert!(!sink.probe().unwrap().await, "closed");
+        let v6 = HttpSink::new(&HttpSettings::new("https://[::1]/in")).unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 443));
     }
 
     #[test]
