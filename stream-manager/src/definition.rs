@@ -16,8 +16,8 @@ pub use export::{
     DEFAULT_PRIORITY,
 };
 pub use sink_settings::{
-    check_http_url, FirehoseSettings, HttpFormat, HttpSettings, KinesisSettings, PartitionKey,
-    S3Format, S3Settings, MIN_S3_PART_SIZE_BYTES,
+    check_http_url, FirehoseSettings, HttpCompression, HttpFormat, HttpSettings, KinesisSettings,
+    PartitionKey, S3Format, S3Settings, MIN_S3_PART_SIZE_BYTES,
 };
 pub use stored::{parse_stored, DroppedExport};
 

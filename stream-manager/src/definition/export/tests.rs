@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::*;
 use crate::definition::{
-    check_http_url, AwsSettings, CredentialsSettings, HttpFormat, PartitionKey, S3Format,
-    MIN_S3_PART_SIZE_BYTES,
+    check_http_url, AwsSettings, CredentialsSettings, HttpCompression, HttpFormat, PartitionKey,
+    S3Format, MIN_S3_PART_SIZE_BYTES,
 };
 
 fn parse(v: serde_json::Value) -> Result<ExportDefinition, ExportConfigError> {
@@ -273,4 +273,18 @@ fn batches_in_flight_default_by_kind_and_the_definition_wins() {
         assert_eq!(e.key, "max_in_flight_batches");
         assert!(e.reason.contains("1 to 64"), "{e}");
     }
+}
+
+#[test]
+fn http_compression_is_none_unless_gzip_is_asked_for() {
+    let http = |settings: serde_json::Value| {
+        parse(json!({"identifier": "h", "kind": "http", "settings": settings}))
+    };
+    let plain = http(json!({"url": "http://x"})).unwrap();
+    assert!(matches!(&plain.kind, ExportKind::Http(h) if h.compression == HttpCompression::None));
+    let zipped = http(json!({"url": "http://x", "compression": "gzip"})).unwrap();
+    assert!(matches!(&zipped.kind, ExportKind::Http(h) if h.compression == HttpCompression::Gzip));
+    assert_eq!(zipped.kind.settings()["compression"], "gzip");
+    let e = http(json!({"url": "http://x", "compression": "zstd"})).unwrap_err();
+    assert_eq!(e.key, "settings.compression", "{e}");
 }
