@@ -60,6 +60,11 @@ pub struct Args {
     /// The HTTP sink's compression values to measure (`none`, `gzip`).
     #[arg(long, value_delimiter = ',', default_values = ["none"])]
     compression: Vec<String>,
+    /// Only Ferry draining the backlog into the local sink, once: the time from its start to
+    /// the first export request, the drain rate and the peak RSS (no reference client, which
+    /// would hold the whole backlog in memory).
+    #[arg(long)]
+    startup: bool,
 }
 
 /// What the sink received since the last reset.
@@ -311,6 +316,28 @@ async fn loopback_rounds(args: &Args, counts: &Counts, port: u16, dir: &Path) ->
     Ok(())
 }
 
+async fn startup(args: &Args, counts: &Counts, port: u16, dir: &Path) -> Result<()> {
+    let export =
+        format!("identifier = \"startup\"\nsettings = {{ url = \"http://127.0.0.1:{port}/\" }}");
+    counts.reset();
+    let started = Instant::now();
+    let ferry = Ferry::start(args, &dir.join("data"), &dir.join("startup.toml"), &export)?;
+    counts
+        .until(args.records, Duration::from_secs(3600))
+        .await?;
+    let first = counts.first.lock().ok().and_then(|f| *f);
+    let first = first.context("no request arrived")? - started;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "first export request {:.0} ms after the start; {} records drained in {secs:.1} s ({:.0} records/s); peak RSS {:.1} MB",
+        first.as_secs_f64() * 1e3,
+        args.records,
+        args.records as f64 / secs,
+        ferry.peak_rss_mb()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -325,6 +352,8 @@ async fn main() -> Result<()> {
     println!("done");
     if args.link {
         export_link::run(&args, &counts, port, dir.path()).await
+    } else if args.startup {
+        startup(&args, &counts, port, dir.path()).await
     } else {
         loopback_rounds(&args, &counts, port, dir.path()).await
     }
