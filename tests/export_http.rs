@@ -1,7 +1,8 @@
-//! Export to an HTTP sink the test controls: a sink that is down and comes back, 5xx and 429
+//! Export to an HTTP sink the test controls: a sink that is down and comes back (after a long
+//! outage, noticed within a second by the reachability probe), 5xx and 429
 //! with Retry-After, slow answers and answers slower than the timeout, connections cut in the
-//! middle of a request, permanent 4xx under each policy, Ferry SIGKILLed mid-export, and
-//! priorities under a bandwidth cap.
+//! middle of a request, permanent 4xx under each policy, Ferry SIGKILLed mid-export with one
+//! and with several batches in flight, and priorities under a bandwidth cap.
 
 mod support;
 
@@ -25,6 +26,9 @@ struct SinkState {
     accepted: Vec<(String, Vec<u64>, Instant)>,
     /// When each request arrived, accepted or not.
     arrivals: Vec<(Instant, u16)>,
+    /// Requests being answered now, and the most there were at once.
+    open: usize,
+    most_open: usize,
 }
 
 type Shared = Arc<Mutex<SinkState>>;
@@ -38,9 +42,12 @@ async fn ingest(
         let mut st = s.lock().unwrap();
         let (status, ra) = st.script.pop_front().unwrap_or((200, None));
         st.arrivals.push((Instant::now(), status));
+        st.open += 1;
+        st.most_open = st.most_open.max(st.open);
         (status, ra, st.delay)
     };
     tokio::time::sleep(delay).await;
+    s.lock().unwrap().open -= 1;
     if status == 200 {
         let seqs = body
             .lines()
@@ -130,6 +137,32 @@ async fn a_sink_that_was_down_gets_every_record_when_it_comes_back() {
     assert_eq!(
         (s["records_sent"].as_u64(), s["lag_records"].as_u64()),
         (Some(100), Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_back_after_a_long_outage_gets_the_first_batch_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", None);
+    let port = free_port(); // nothing listens yet: connection refused
+    let url = format!("http://127.0.0.1:{port}/back");
+    d.create(json!({"name": "s", "exports": [export("e", &url, json!({}))]}))
+        .await;
+    d.fill("s", 20, 10).await; // one batch
+                               // After eight failed requests (some 13 to 25 s into the outage) the backoff's next wait is
+                               // 12.8 to 25.6 s: only the reachability probe can make the first batch leave sooner.
+    d.wait_export("s", "down for long", |s| s["retries"].as_u64() >= Some(8))
+        .await;
+    let sink: Shared = Arc::default();
+    let back = Instant::now();
+    let _server = start_sink(port, sink.clone()).await;
+    d.wait_export("s", "delivered", |s| s["checkpoint"] == 20)
+        .await;
+    let first = sink.lock().unwrap().arrivals[0].0;
+    assert!(
+        first - back <= Duration::from_millis(1500),
+        "the first batch arrived {:?} after the sink was back",
+        first - back
     );
 }
 
@@ -299,8 +332,10 @@ async fn a_permanent_error_pauses_or_skips_per_policy() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkill_mid_export_resumes_from_the_checkpoint_with_at_most_one_batch_again() {
+/// Fills 600 records, exports them in batches of 20 with at most `in_flight` batches at once
+/// to a sink that takes 30 ms per request, SIGKILLs Ferry mid-export and restarts it: nothing
+/// is lost, and at most `in_flight` batches arrive twice.
+async fn sigkill_mid_export(in_flight: u64) {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(dir.path(), "", None);
     let sink: Shared = Arc::default();
@@ -310,11 +345,14 @@ async fn a_sigkill_mid_export_resumes_from_the_checkpoint_with_at_most_one_batch
     let url = format!("http://127.0.0.1:{port}/kill");
     d.create(json!({"name": "k"})).await;
     d.fill("k", 600, 10).await;
-    d.update(json!({"name": "k", "exports": [export("e", &url, json!({}))]}))
+    let window = json!({ "max_in_flight_batches": in_flight });
+    d.update(json!({"name": "k", "exports": [export("e", &url, window)]}))
         .await;
     d.wait_export("k", "under way", |s| s["checkpoint"].as_u64() >= Some(100))
         .await;
     d.kill9();
+    // Afterwards the killed daemon's requests may still be answered beside the new ones.
+    let most_open = sink.lock().unwrap().most_open as u64;
     let before = delivered(&sink, "kill").len();
     assert!(before < 600, "the kill came too late to test anything");
     d.restart();
@@ -326,11 +364,31 @@ async fn a_sigkill_mid_export_resumes_from_the_checkpoint_with_at_most_one_batch
         (0..600).collect::<Vec<_>>(),
         "nothing lost"
     );
-    let duplicates: usize = got.values().map(|n| n - 1).sum();
+    let duplicates: u64 = got.values().map(|&n| n as u64 - 1).sum();
     assert!(
-        duplicates <= 20,
-        "{duplicates} duplicates; at most one batch (20) may be sent twice"
+        duplicates <= in_flight * 20,
+        "{duplicates} duplicates; at most {in_flight} batch(es) of 20 may be sent twice"
     );
+    assert!(
+        most_open <= in_flight,
+        "{most_open} requests at once, with max_in_flight_batches = {in_flight}"
+    );
+    if in_flight > 1 {
+        assert!(
+            most_open > 1,
+            "the batches never overlapped: nothing tested"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_mid_export_resumes_from_the_checkpoint_with_at_most_one_batch_again() {
+    sigkill_mid_export(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_mid_export_resends_at_most_max_in_flight_batches() {
+    sigkill_mid_export(4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

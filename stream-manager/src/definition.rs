@@ -20,8 +20,8 @@ pub use export::{
 pub use s3_task_settings::{S3TaskSettings, StatusLevel, MAX_S3_PART_SIZE_BYTES};
 pub use secrets::{redact_secrets, restore_secrets};
 pub use sink_settings::{
-    check_http_url, FirehoseSettings, HttpFormat, HttpSettings, KinesisSettings, PartitionKey,
-    S3Format, S3Settings, MIN_S3_PART_SIZE_BYTES,
+    check_http_url, FirehoseSettings, HttpCompression, HttpFormat, HttpSettings, KinesisSettings,
+    PartitionKey, S3Format, S3Settings, MIN_S3_PART_SIZE_BYTES,
 };
 pub use stored::{parse_stored, DroppedExport};
 

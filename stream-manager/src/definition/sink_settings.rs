@@ -23,6 +23,17 @@ pub enum HttpFormat {
     JsonArray,
 }
 
+/// How the HTTP sink encodes request bodies on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpCompression {
+    /// The body as it is.
+    #[default]
+    None,
+    /// gzip, with `Content-Encoding: gzip`: the sink must accept it.
+    Gzip,
+}
+
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
@@ -30,6 +41,8 @@ pub struct HttpSettings {
     pub url: String,
     #[serde(default)]
     pub format: HttpFormat,
+    #[serde(default)]
+    pub compression: HttpCompression,
     /// Sent with every request (e.g. `authorization`); values are secret to Debug output.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -62,6 +75,7 @@ impl HttpSettings {
         HttpSettings {
             url: url.into(),
             format: HttpFormat::default(),
+            compression: HttpCompression::default(),
             headers: BTreeMap::new(),
             timeout_ms: default_http_timeout_ms(),
             max_batch_records: default_http_batch_records(),
@@ -105,6 +119,7 @@ impl fmt::Debug for HttpSettings {
         f.debug_struct("HttpSettings")
             .field("url", &self.url)
             .field("format", &self.format)
+            .field("compression", &self.compression)
             .field("headers", &headers)
             .field("timeout_ms", &self.timeout_ms)
             .field("max_batch_records", &self.max_batch_records)

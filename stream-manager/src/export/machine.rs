@@ -1,27 +1,41 @@
 //! The decisions of one export, without I/O: given what happened (a batch was read, the sink
-//! confirmed or refused it, a wait is over, ...), what to do next and what the status says.
-//! The loop in `task.rs` performs the actions and reports their outcomes back.
+//! confirmed or refused one, a wait is over, a probe answered, ...), what to start next and
+//! what the status says. The loop in `task.rs` runs the actions concurrently and reports their
+//! outcomes back, one event at a time.
 //!
-//! The order it enforces: the checkpoint moves only after the sink confirmed a batch (or the
-//! batch was skipped, or retention removed it); one batch is in flight at a time, while the
-//! next one is read ahead; every retry of a batch goes through one capped backoff.
+//! The order it enforces:
+//! - Up to `max_in_flight_batches` batches are with the sink at once (the [`Window`]); batch k
+//!   is first sent only after the sink confirmed every batch up to k − limit, and one more
+//!   batch is read ahead.
+//! - The checkpoint moves only over the contiguous prefix of settled batches (confirmed,
+//!   skipped, or removed by retention), so a crash sends at most the window again.
+//! - A refused batch waits out one capped backoff shared by the export; meanwhile nothing new
+//!   is sent. When the wait is over only the oldest refused batch goes (one request per
+//!   backoff step, not one per batch); once it is confirmed the others follow and the window
+//!   fills again.
+//! - While the sink is unreachable (the reachability probe right after the failure says so),
+//!   it is probed every [`PROBE_INTERVAL`]: the first probe that reaches it ends the wait,
+//!   whatever is left of the backoff.
+
+mod answers;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::status::{ExportState, ExportStatus};
+use super::window::Window;
 use super::{Batch, Sink, SinkError, SinkLimits};
 use crate::backoff::Backoff;
 use crate::definition::{ExportDefinition, PermanentErrorPolicy};
 use crate::error::Error;
 use crate::record::Record;
-use crate::time::now_ms;
+pub use retry::PROBE_INTERVAL;
+use retry::{Retry, BACKOFF_MAX, BACKOFF_MIN};
 
 const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(1000);
 /// Before reading again after a read failed for another reason than retention or deletion.
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// What one read asks for: the definition's batch settings within the sink's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,34 +63,47 @@ impl BatchShape {
     }
 }
 
-/// The outcome of the last [`Action`].
+/// The outcome of an [`Action`] started earlier.
 pub enum Event {
-    /// The read asked for by [`Action::StartRead`] is under way.
-    ReadStarted,
     BatchRead(Batch),
     ReadFailed(Error),
     Acquired,
-    Sent,
-    SendFailed(SinkError),
+    /// The sink confirmed the batch sent from `from`.
+    Sent {
+        from: u64,
+    },
+    SendFailed {
+        from: u64,
+        error: SinkError,
+    },
     /// The [`Action::Wait`] is over.
     Waited,
+    /// The [`Action::Probe`] is over: whether the sink took a connection, and how long the
+    /// probe took (at most [`PROBE_INTERVAL`]: a slower one counts as unreachable).
+    Probed {
+        reachable: bool,
+        took: Duration,
+    },
     Committed,
 }
 
+/// Something to start. Each runs beside the others and reports its [`Event`] when done;
+/// [`Action::Commit`] alone is awaited before anything else happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Start reading (and encoding) the batch from `from` in the background; report
-    /// [`Event::ReadStarted`] at once.
-    StartRead { from: u64 },
-    /// Wait for the read under way; report [`Event::BatchRead`] or [`Event::ReadFailed`].
-    AwaitRead,
+    /// After `after`, read (and encode) the batch from `from`; report [`Event::BatchRead`] or
+    /// [`Event::ReadFailed`]. One read at a time.
+    StartRead { from: u64, after: Duration },
     /// Wait for the bandwidth to send `bytes`; report [`Event::Acquired`].
     Acquire { bytes: u64 },
-    /// Send [`ExportMachine::batch`]; report [`Event::Sent`] or [`Event::SendFailed`].
-    Send,
-    /// Report [`Event::Waited`] after this long.
+    /// Send [`ExportMachine::batch`]`(from)`; report [`Event::Sent`] or [`Event::SendFailed`].
+    Send { from: u64 },
+    /// Report [`Event::Waited`] after this long, instead of any earlier wait.
     Wait(Duration),
-    /// Store this checkpoint; report [`Event::Committed`].
+    /// After `after`, probe whether the sink is reachable (if the sink can tell), instead of
+    /// any earlier probe; report [`Event::Probed`].
+    Probe { after: Duration },
+    /// Store this checkpoint; report [`Event::Committed`] before any other event.
     Commit(u64),
     /// Nothing more until shutdown; the status says why.
     Pause,
@@ -84,23 +111,13 @@ pub enum Action {
     Stop,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Reading from `next`, nothing else under way.
-    Reading,
-    /// Waiting before reading from `next` again.
-    ReadPause,
-    /// Sending (or backing off to send again) the batch that ends before `end`, while the read
-    /// from `end` runs ahead.
-    Sending {
-        end: u64,
-    },
-    /// Storing `end` as the checkpoint; `read_ahead`: the read from `end` is under way.
-    Committing {
-        end: u64,
-        read_ahead: bool,
-    },
-    Done,
+/// A batch read and not yet in the window.
+struct Ready {
+    from: u64,
+    end: u64,
+    batch: Batch,
+    /// Its bandwidth is granted.
+    acquired: bool,
 }
 
 pub struct ExportMachine {
@@ -108,13 +125,21 @@ pub struct ExportMachine {
     policy: PermanentErrorPolicy,
     disabled: bool,
     max_record_bytes: u64,
+    max_in_flight: usize,
     /// Only to encode a request body again after records were taken out of a batch.
     sink: Arc<dyn Sink>,
-    /// Everything before it is confirmed, skipped or gone: the checkpoint once committed.
-    next: u64,
-    phase: Phase,
-    batch: Batch,
+    window: Window,
+    /// Where the next read starts: the end of everything read so far.
+    read_from: u64,
+    reading: bool,
+    ready: Option<Ready>,
+    acquiring: bool,
+    retry: Retry,
     backoff: Backoff,
+    /// The checkpoint last asked for; `committing`: its commit is under way.
+    commit_asked: u64,
+    committing: bool,
+    done: bool,
 }
 
 impl ExportMachine {
@@ -122,7 +147,7 @@ impl ExportMachine {
         let status = ExportStatus {
             stream: stream.to_owned(),
             identifier: def.identifier.clone(),
-            kind: kind_name(def),
+            kind: def.kind.name().to_string(),
             priority: def.priority,
             state: if def.disabled {
                 ExportState::Disabled
@@ -136,11 +161,18 @@ impl ExportMachine {
             policy: def.on_permanent_error,
             disabled: def.disabled,
             max_record_bytes: sink.limits().max_record_bytes,
+            max_in_flight: def.in_flight_limit(),
             sink,
-            next: 0,
-            phase: Phase::Reading,
-            batch: Batch::default(),
+            window: Window::new(0),
+            read_from: 0,
+            reading: false,
+            ready: None,
+            acquiring: false,
+            retry: Retry::Idle,
             backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            commit_asked: 0,
+            committing: false,
+            done: false,
         }
     }
 
@@ -149,20 +181,24 @@ impl ExportMachine {
     }
 
     /// The batch to send on [`Action::Send`].
-    pub fn batch(&self) -> &Batch {
-        &self.batch
+    pub fn batch(&self, from: u64) -> Option<Arc<Batch>> {
+        self.window.batch(from)
     }
 
     /// Begins at the stored checkpoint (or the definition's start).
-    pub fn start(&mut self, checkpoint: u64) -> Action {
-        self.next = checkpoint;
+    pub fn start(&mut self, checkpoint: u64) -> Vec<Action> {
+        self.window = Window::new(checkpoint);
+        self.read_from = checkpoint;
+        self.commit_asked = checkpoint;
         self.status.checkpoint = checkpoint;
         if self.disabled {
-            self.phase = Phase::Done;
-            return Action::Stop;
+            self.done = true;
+            return vec![Action::Stop];
         }
         self.status.state = ExportState::Running;
-        self.read_next()
+        let mut out = Vec::new();
+        self.pump(&mut out);
+        out
     }
 
     /// Shutdown, or the export could not start (`reason`).
@@ -171,59 +207,88 @@ impl ExportMachine {
         if reason.is_some() {
             self.status.last_error = reason;
         }
-        self.phase = Phase::Done;
+        self.done = true;
     }
 
-    pub fn handle(&mut self, event: Event) -> Action {
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
         match event {
-            Event::ReadStarted => match self.phase {
-                Phase::Sending { end } if self.batch.records.is_empty() => self.commit(end, true),
-                Phase::Sending { .. } => Action::Acquire {
-                    bytes: payload_bytes(&self.batch.records),
-                },
-                _ => Action::AwaitRead,
-            },
-            Event::BatchRead(batch) => self.on_batch(batch),
-            Event::ReadFailed(e) => self.on_read_failed(e),
-            Event::Acquired => Action::Send,
-            Event::Sent => self.on_sent(),
-            Event::SendFailed(e) => self.on_send_failed(e),
-            Event::Waited => match self.phase {
-                Phase::Sending { .. } => Action::Send,
-                _ => self.read_next(),
-            },
-            Event::Committed => match self.phase {
-                Phase::Committing { end, read_ahead } => {
-                    self.next = end;
-                    self.status.checkpoint = end;
-                    self.phase = Phase::Reading;
-                    if read_ahead {
-                        Action::AwaitRead
-                    } else {
-                        Action::StartRead { from: end }
-                    }
+            Event::BatchRead(batch) => self.on_batch(batch, &mut out),
+            Event::ReadFailed(e) => self.on_read_failed(e, &mut out),
+            Event::Acquired => {
+                self.acquiring = false;
+                if let Some(r) = &mut self.ready {
+                    r.acquired = true;
                 }
-                _ => self.read_next(),
-            },
+            }
+            Event::Sent { from } => self.on_sent(from, &mut out),
+            Event::SendFailed { from, error } => self.on_send_failed(from, error, &mut out),
+            Event::Waited => self.on_waited(&mut out),
+            Event::Probed { reachable, took } => self.on_probed(reachable, took, &mut out),
+            Event::Committed => {
+                self.committing = false;
+                self.status.checkpoint = self.commit_asked;
+            }
+        }
+        if !self.done {
+            self.commit_settled(&mut out);
+            self.pump(&mut out);
+        }
+        out
+    }
+
+    /// Asks to store the end of the settled prefix, one commit at a time.
+    fn commit_settled(&mut self, out: &mut Vec<Action>) {
+        let next = self.window.start();
+        if next > self.commit_asked && !self.committing {
+            self.commit_asked = next;
+            self.committing = true;
+            out.push(Action::Commit(next));
         }
     }
 
-    fn read_next(&mut self) -> Action {
-        self.phase = Phase::Reading;
-        Action::StartRead { from: self.next }
+    /// Fills the window from the batch read ahead, and reads the next one.
+    fn pump(&mut self, out: &mut Vec<Action>) {
+        let room = self.window.sent_batches() < self.max_in_flight;
+        if self.retry.is_idle() && room {
+            match self.ready.take() {
+                Some(r) if r.acquired => {
+                    self.window.push_sent(r.from, r.end, Arc::new(r.batch));
+                    out.push(Action::Send { from: r.from });
+                }
+                Some(r) => {
+                    if !self.acquiring {
+                        self.acquiring = true;
+                        out.push(Action::Acquire {
+                            bytes: payload_bytes(&r.batch.records),
+                        });
+                    }
+                    self.ready = Some(r);
+                }
+                None => {}
+            }
+        }
+        if !self.reading && self.ready.is_none() {
+            self.reading = true;
+            out.push(Action::StartRead {
+                from: self.read_from,
+                after: Duration::ZERO,
+            });
+        }
     }
 
-    fn commit(&mut self, end: u64, read_ahead: bool) -> Action {
-        self.phase = Phase::Committing { end, read_ahead };
-        Action::Commit(end)
-    }
-
-    fn on_batch(&mut self, mut batch: Batch) -> Action {
+    fn on_batch(&mut self, mut batch: Batch, out: &mut Vec<Action>) {
+        self.reading = false;
         let Some(last) = batch.records.last() else {
-            return self.read_next(); // nothing within the interval: wait for records again
+            return; // nothing within the interval: `pump` waits for records again
         };
+        let from = self.read_from;
         // Computed before any record is taken out, so that skipped records stay skipped.
         let end = last.sequence_number + 1;
+        self.read_from = end;
         let limit = self.max_record_bytes;
         let too_big = batch
             .records
@@ -235,144 +300,56 @@ impl ExportMachine {
             let reason =
                 format!("{too_big} record(s) larger than the sink's {limit} bytes per record");
             if self.policy == PermanentErrorPolicy::Pause {
-                return self.pause(reason);
+                return self.pause(reason, out);
             }
             self.skipped(too_big, reason);
             batch.records.retain(|r| r.payload.len() as u64 <= limit);
+            if batch.records.is_empty() {
+                return self.window.push_settled(from, end);
+            }
             batch.body = self.sink.encode(&batch.records);
         }
-        self.batch = batch;
-        self.backoff.reset();
-        self.phase = Phase::Sending { end };
-        Action::StartRead { from: end }
+        self.ready = Some(Ready {
+            from,
+            end,
+            batch,
+            acquired: false,
+        });
     }
 
-    fn on_read_failed(&mut self, e: Error) -> Action {
+    fn on_read_failed(&mut self, e: Error, out: &mut Vec<Action>) {
+        self.reading = false;
         match e {
             Error::SequenceTrimmed { oldest, .. } => {
-                let oldest = oldest.max(self.next);
-                let lost = oldest - self.next;
+                // Batches already read are still delivered from memory; what follows is gone.
+                let oldest = oldest.max(self.read_from);
+                let lost = oldest - self.read_from;
                 tracing::warn!(stream = %self.status.stream, export = %self.status.identifier, records = lost, "retention removed records before they were exported");
                 self.status.records_dropped_by_retention += lost;
-                self.commit(oldest, false)
+                self.window.push_settled(self.read_from, oldest);
+                self.read_from = oldest;
             }
             Error::StreamDeleted(_) | Error::StreamNotFound(_) => {
                 self.stop(Some(e.to_string()));
-                Action::Stop
+                out.push(Action::Stop);
             }
             e => {
                 self.status.last_error = Some(e.to_string());
-                self.phase = Phase::ReadPause;
-                Action::Wait(READ_ERROR_PAUSE)
+                self.reading = true;
+                out.push(Action::StartRead {
+                    from: self.read_from,
+                    after: READ_ERROR_PAUSE,
+                });
             }
         }
     }
-
-    fn on_sent(&mut self) -> Action {
-        let Phase::Sending { end } = self.phase else {
-            return self.read_next();
-        };
-        let batch = std::mem::take(&mut self.batch);
-        let s = &mut self.status;
-        s.state = ExportState::Running;
-        s.records_sent += batch.records.len() as u64;
-        s.bytes_sent += payload_bytes(&batch.records);
-        s.batches_sent += 1;
-        s.last_success_ms = Some(now_ms());
-        self.commit(end, true)
-    }
-
-    fn on_send_failed(&mut self, e: SinkError) -> Action {
-        let Phase::Sending { end } = self.phase else {
-            return self.read_next();
-        };
-        match e {
-            SinkError::Retryable {
-                reason,
-                retry_after,
-            } => self.retry(reason, retry_after),
-            SinkError::Partial { failed, reason } => {
-                let (confirmed, again) =
-                    split_failed(std::mem::take(&mut self.batch).records, &failed);
-                if again.is_empty() {
-                    // No index named a record of the batch: the sink took all of it.
-                    self.batch.records = confirmed;
-                    return self.on_sent();
-                }
-                self.status.records_sent += confirmed.len() as u64;
-                self.status.bytes_sent += payload_bytes(&confirmed);
-                self.batch = Batch {
-                    body: self.sink.encode(&again),
-                    records: again,
-                };
-                self.retry(reason, None)
-            }
-            SinkError::Permanent { reason } => {
-                if self.policy == PermanentErrorPolicy::Pause {
-                    return self.pause(reason);
-                }
-                let batch = std::mem::take(&mut self.batch);
-                self.skipped(batch.records.len() as u64, reason);
-                self.commit(end, true)
-            }
-        }
-    }
-
-    /// The batch (what is left of it) goes again after the backoff, or the sink's own hint if
-    /// that is longer.
-    fn retry(&mut self, reason: String, retry_after: Option<Duration>) -> Action {
-        let delay = self
-            .backoff
-            .next_delay()
-            .max(retry_after.unwrap_or_default());
-        if self.status.state != ExportState::Retrying {
-            tracing::warn!(stream = %self.status.stream, export = %self.status.identifier, error = %reason, "sink unavailable; retrying with backoff, the stream keeps buffering");
-        }
-        self.status.state = ExportState::Retrying;
-        self.status.retries += 1;
-        self.status.last_error = Some(reason);
-        Action::Wait(delay)
-    }
-
-    fn pause(&mut self, reason: String) -> Action {
-        tracing::error!(stream = %self.status.stream, export = %self.status.identifier, error = %reason, "sink refused a batch for good; export paused (on_permanent_error = pause)");
-        self.status.state = ExportState::Paused;
-        self.status.last_error = Some(reason);
-        self.phase = Phase::Done;
-        Action::Pause
-    }
-
-    fn skipped(&mut self, records: u64, reason: String) {
-        tracing::warn!(stream = %self.status.stream, export = %self.status.identifier, records, error = %reason, "sink refused records for good; skipped (on_permanent_error = skip)");
-        self.status.records_skipped += records;
-        self.status.last_error = Some(reason);
-    }
-}
-
-/// The export's kind as the status shows it.
-fn kind_name(def: &ExportDefinition) -> String {
-    def.kind.name().to_string()
 }
 
 fn payload_bytes(records: &[Record]) -> u64 {
     records.iter().map(|r| r.payload.len() as u64).sum()
 }
 
-/// Splits records into those the sink confirmed and those it refused (`failed`: indices,
-/// ascending as [`SinkError::Partial`] promises; sorted again all the same), both in order.
-fn split_failed(records: Vec<Record>, failed: &[usize]) -> (Vec<Record>, Vec<Record>) {
-    let mut failed = failed.to_vec();
-    failed.sort_unstable();
-    let (mut confirmed, mut again) = (Vec::new(), Vec::new());
-    for (i, r) in records.into_iter().enumerate() {
-        if failed.binary_search(&i).is_ok() {
-            again.push(r);
-        } else {
-            confirmed.push(r);
-        }
-    }
-    (confirmed, again)
-}
-
+#[cfg(test)]
+mod pipeline_tests;
 #[cfg(test)]
 mod tests;

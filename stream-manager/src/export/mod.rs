@@ -1,7 +1,8 @@
 //! Export scheduling: each export of a stream reads from its checkpoint, batches within the
-//! sink's limits, sends, and moves its checkpoint (in the catalog) only after the sink
-//! confirmed. Delivery is at-least-once: a crash between the sink's confirmation and the
-//! checkpoint's commit sends that batch again, so duplicates are bounded by one batch per export.
+//! sink's limits, keeps up to `max_in_flight_batches` batches with the sink at once, and moves
+//! its checkpoint (in the catalog) only over batches the sink confirmed, with none open before
+//! them. Delivery is at-least-once: a crash sends again what lies between the checkpoint and
+//! the last batch sent, so duplicates are bounded by `max_in_flight_batches` batches per export.
 //!
 //! The sinks live in the connectors crate and implement [`Sink`]; this module knows nothing of
 //! HTTP or AWS. [`Bandwidth`] shares an optional byte-rate cap among exports, highest priority
@@ -11,6 +12,7 @@ mod bandwidth;
 mod machine;
 mod status;
 mod task;
+mod window;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +53,8 @@ pub enum SinkError {
 }
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+/// Whether the sink is reachable (see [`Sink::probe`]).
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 /// Records to send, with the request body the sink encoded for them ahead of time (while the
 /// previous batch was in flight), if it encodes bodies at all.
@@ -70,4 +74,11 @@ pub trait Sink: Send + Sync {
         None
     }
     fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a>;
+    /// A cheap check whether the sink is reachable (a TCP connect, say), done every second
+    /// while it is not, so that the export notices its return at once instead of at the end
+    /// of its backoff. `None`: the sink cannot tell, and only the backoff decides. The
+    /// exporter gives a probe at most a second; a slower one counts as unreachable.
+    fn probe(&self) -> Option<ProbeFuture<'_>> {
+        None
+    }
 }

@@ -1,14 +1,18 @@
-//! One export's loop: performs what [`ExportMachine`] decides (read, wait for bandwidth, send,
-//! wait, commit the checkpoint) and reports the outcomes back, publishing the status after each
-//! step. Every wait of the loop ends early on shutdown, in one place ([`until_shutdown`]).
+//! One export's loop: runs what [`ExportMachine`] decides (reads, bandwidth grants, sends,
+//! the retry wait, reachability probes) side by side, feeds their outcomes back one at a time,
+//! stores checkpoints, and publishes the status after each step. Everything under way ends on
+//! shutdown, in one place (the `select!` of the loop); only a commit is finished first.
 
-use std::future::Future;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
 
-use super::machine::{Action, BatchShape, Event, ExportMachine};
+use super::machine::{Action, BatchShape, Event, ExportMachine, PROBE_INTERVAL};
 use super::status::ExportStatusHandle;
 use super::{Bandwidth, Batch, Sink};
 use crate::definition::ExportDefinition;
@@ -47,53 +51,144 @@ pub async fn run_export(
         stream,
         sink: sink.clone(),
     };
-    let mut read = None;
-    let mut action = machine.start(checkpoint);
+    let mut io = UnderWay::new(&reader, &*sink, &bandwidth, def.priority);
+    let mut actions = VecDeque::from(machine.start(checkpoint));
     loop {
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Pause => {
+                    publish(&machine);
+                    drop(io); // batches still in flight are given up: the checkpoint is before them
+                    return shutdown.await;
+                }
+                Action::Stop => return publish(&machine),
+                // Not cut short by shutdown: it is quick, and a restart resends less for it.
+                Action::Commit(next) => {
+                    commit(&manager, &stream_name, &def.identifier, next).await;
+                    actions.extend(machine.handle(Event::Committed));
+                }
+                other => io.start(other, &machine),
+            }
+        }
         publish(&machine);
-        let event = match action {
-            Action::Pause => return shutdown.await,
-            Action::Stop => return,
-            Action::StartRead { from } => {
-                read = Some(reader.start(from));
-                Some(Event::ReadStarted)
+        let event = tokio::select! {
+            event = poll_fn(|cx| io.poll_event(cx)) => event,
+            () = shutdown.as_mut() => {
+                machine.stop(None);
+                return publish(&machine);
             }
-            // Not cut short by shutdown: it is quick, and a restart resends less for it.
-            Action::Commit(next) => {
-                commit(&manager, &stream_name, &def.identifier, next).await;
-                Some(Event::Committed)
-            }
-            Action::AwaitRead => until_shutdown(&mut shutdown, read_outcome(read.take())).await,
-            Action::Acquire { bytes } => {
-                let acquired = bandwidth.acquire(def.priority, bytes);
-                until_shutdown(&mut shutdown, acquired)
-                    .await
-                    .map(|()| Event::Acquired)
-            }
-            Action::Send => until_shutdown(&mut shutdown, sink.send(machine.batch()))
-                .await
-                .map(|sent| sent.map_or_else(Event::SendFailed, |()| Event::Sent)),
-            Action::Wait(d) => until_shutdown(&mut shutdown, tokio::time::sleep(d))
-                .await
-                .map(|()| Event::Waited),
         };
-        let Some(event) = event else {
-            machine.stop(None);
-            return publish(&machine);
-        };
-        action = machine.handle(event);
+        actions.extend(machine.handle(event));
     }
 }
 
-/// `fut`'s output, or `None` if shutdown came first.
-async fn until_shutdown<T>(
-    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
-    fut: impl Future<Output = T>,
-) -> Option<T> {
-    tokio::select! {
-        out = fut => Some(out),
-        () = shutdown.as_mut() => None,
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the export has under way, each reporting an [`Event`] when done.
+struct UnderWay<'a> {
+    reader: &'a Reader,
+    sink: &'a dyn Sink,
+    bandwidth: &'a Bandwidth,
+    priority: u8,
+    read: Option<Pending<'a, Event>>,
+    acquire: Option<Pending<'a, ()>>,
+    sends: Vec<Pending<'a, Event>>,
+    wait: Option<Pin<Box<Sleep>>>,
+    probe: Option<Pending<'a, Event>>,
+}
+
+impl<'a> UnderWay<'a> {
+    fn new(reader: &'a Reader, sink: &'a dyn Sink, bandwidth: &'a Bandwidth, priority: u8) -> Self {
+        UnderWay {
+            reader,
+            sink,
+            bandwidth,
+            priority,
+            read: None,
+            acquire: None,
+            sends: Vec::new(),
+            wait: None,
+            probe: None,
+        }
     }
+
+    fn start(&mut self, action: Action, machine: &ExportMachine) {
+        match action {
+            Action::StartRead { from, after } => {
+                let reader = self.reader;
+                self.read = Some(Box::pin(async move {
+                    if !after.is_zero() {
+                        tokio::time::sleep(after).await;
+                    }
+                    read_outcome(reader.start(from)).await
+                }));
+            }
+            Action::Acquire { bytes } => {
+                self.acquire = Some(Box::pin(self.bandwidth.acquire(self.priority, bytes)));
+            }
+            Action::Send { from } => {
+                let Some(batch) = machine.batch(from) else {
+                    return tracing::error!(from, "export asked to send a batch it does not hold");
+                };
+                let sink = self.sink;
+                self.sends.push(Box::pin(async move {
+                    match sink.send(&batch).await {
+                        Ok(()) => Event::Sent { from },
+                        Err(error) => Event::SendFailed { from, error },
+                    }
+                }));
+            }
+            Action::Wait(d) => self.wait = Some(Box::pin(tokio::time::sleep(d))),
+            Action::Probe { after } => {
+                self.probe = self.sink.probe().map(|probe| -> Pending<'a, Event> {
+                    Box::pin(async move {
+                        tokio::time::sleep(after).await;
+                        let started = Instant::now();
+                        let answer = tokio::time::timeout(PROBE_INTERVAL, probe).await;
+                        Event::Probed {
+                            reachable: answer.unwrap_or(false),
+                            took: started.elapsed(),
+                        }
+                    })
+                });
+            }
+            Action::Commit(_) | Action::Pause | Action::Stop => {
+                tracing::error!(?action, "export action run out of turn");
+            }
+        }
+    }
+
+    /// The first outcome that is there.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Some(event) = poll_slot(&mut self.read, cx) {
+            return Poll::Ready(event);
+        }
+        if poll_slot(&mut self.acquire, cx).is_some() {
+            return Poll::Ready(Event::Acquired);
+        }
+        for i in 0..self.sends.len() {
+            if let Poll::Ready(event) = self.sends[i].as_mut().poll(cx) {
+                drop(self.sends.swap_remove(i));
+                return Poll::Ready(event);
+            }
+        }
+        if poll_slot(&mut self.wait, cx).is_some() {
+            return Poll::Ready(Event::Waited);
+        }
+        match poll_slot(&mut self.probe, cx) {
+            Some(event) => Poll::Ready(event),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Polls the future in `slot`, if any, and empties the slot once it is done.
+fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>, cx: &mut Context<'_>) -> Option<F::Output> {
+    let Poll::Ready(out) = Pin::new(slot.as_mut()?).poll(cx) else {
+        return None;
+    };
+    *slot = None;
+    Some(out)
 }
 
 /// Reads a batch and encodes its request body, in a task of its own so that the next batch is
@@ -140,10 +235,7 @@ impl Reader {
     }
 }
 
-async fn read_outcome(read: Option<ReadTask>) -> Event {
-    let Some(read) = read else {
-        return Event::ReadFailed(Error::Internal("no export read under way".into()));
-    };
+async fn read_outcome(read: ReadTask) -> Event {
     match read.await {
         Ok(Ok(batch)) => Event::BatchRead(batch),
         Ok(Err(e)) => Event::ReadFailed(e),
@@ -183,5 +275,7 @@ async fn commit(manager: &Arc<StreamManager>, stream: &str, export: &str, next: 
     }
 }
 
+#[cfg(test)]
+mod link_tests;
 #[cfg(test)]
 mod tests;

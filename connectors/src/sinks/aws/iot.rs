@@ -82,9 +82,11 @@ impl IotProvider {
             &settings.key_file,
         )?);
         let identity = reqwest::Identity::from_pem(&pem).map_err(IotError::Identity)?;
+        // HTTP/1.1, as before reqwest's http2 feature was turned on for the HTTP sink.
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .identity(identity)
+            .http1_only()
             .timeout(Duration::from_secs(30));
         if let Some(ca) = &settings.ca_file {
             let cert =

@@ -54,8 +54,11 @@ impl AwsClient {
             .trim_end_matches('/')
             .to_string();
         let credentials = Credentials::resolve(settings.credentials.as_ref(), env)?;
+        // HTTP/1.1 as before reqwest's http2 feature was turned on (for the HTTP sink): the
+        // AWS sinks were not tested over HTTP/2.
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
+            .http1_only()
             .build()
             .map_err(|e| SinkConfigError::new("settings", format!("{service} sink: {e}")))?;
         Ok(AwsClient {

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::*;
 use crate::definition::{
-    check_http_url, AwsSettings, CredentialsSettings, HttpFormat, PartitionKey, S3Format,
-    MIN_S3_PART_SIZE_BYTES,
+    check_http_url, AwsSettings, CredentialsSettings, HttpCompression, HttpFormat, PartitionKey,
+    S3Format, MIN_S3_PART_SIZE_BYTES,
 };
 
 fn parse(v: serde_json::Value) -> Result<ExportDefinition, ExportConfigError> {
@@ -240,4 +240,51 @@ fn secrets_stay_out_of_debug_output() {
         }
         assert!(out.contains("<redacted>"), "{out}");
     }
+}
+
+#[test]
+fn batches_in_flight_default_by_kind_and_the_definition_wins() {
+    let http = |extra: serde_json::Value| {
+        let mut v = json!({"identifier": "h", "kind": "http", "settings": {"url": "http://x"}});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        parse(v)
+    };
+    assert_eq!(
+        http(json!({})).unwrap().in_flight_limit(),
+        DEFAULT_MAX_IN_FLIGHT_BATCHES as usize
+    );
+    let kinesis =
+        parse(json!({"identifier": "k", "kind": "kinesis", "settings": {"stream_name": "s"}}))
+            .unwrap();
+    assert_eq!(kinesis.in_flight_limit(), 1, "order per partition key");
+    let three = http(json!({"max_in_flight_batches": 3})).unwrap();
+    assert_eq!(three.in_flight_limit(), 3);
+    let written = serde_json::to_value(&three).unwrap();
+    assert_eq!(written["max_in_flight_batches"], 3);
+    let unset = serde_json::to_value(http(json!({})).unwrap()).unwrap();
+    assert!(
+        unset.get("max_in_flight_batches").is_none(),
+        "unset stays unset: {unset}"
+    );
+    for bad in [0, MAX_IN_FLIGHT_BATCHES + 1] {
+        let e = http(json!({ "max_in_flight_batches": bad })).unwrap_err();
+        assert_eq!(e.key, "max_in_flight_batches");
+        assert!(e.reason.contains("1 to 64"), "{e}");
+    }
+}
+
+#[test]
+fn http_compression_is_none_unless_gzip_is_asked_for() {
+    let http = |settings: serde_json::Value| {
+        parse(json!({"identifier": "h", "kind": "http", "settings": settings}))
+    };
+    let plain = http(json!({"url": "http://x"})).unwrap();
+    assert!(matches!(&plain.kind, ExportKind::Http(h) if h.compression == HttpCompression::None));
+    let zipped = http(json!({"url": "http://x", "compression": "gzip"})).unwrap();
+    assert!(matches!(&zipped.kind, ExportKind::Http(h) if h.compression == HttpCompression::Gzip));
+    assert_eq!(zipped.kind.settings()["compression"], "gzip");
+    let e = http(json!({"url": "http://x", "compression": "zstd"})).unwrap_err();
+    assert_eq!(e.key, "settings.compression", "{e}");
 }

@@ -1,7 +1,7 @@
 //! The whole loop against a memory stream and a scripted sink, on tokio's paused clock: the
 //! times the sink sees are exact, and no test waits in real time.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,22 +12,43 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::definition::{Persistence, StreamDefinition};
-use crate::export::{ExportState, ExportStatus, SendFuture, SinkError, SinkLimits};
+use crate::export::{ExportState, ExportStatus, ProbeFuture, SendFuture, SinkError, SinkLimits};
 use crate::manager::ManagerOptions;
 use crate::record::{NewRecord, Record};
 
 /// One call to `send`: when, which records, and the body it carried.
-struct Attempt {
-    at: Instant,
-    seqs: Vec<u64>,
-    body: Option<Bytes>,
+pub(super) struct Attempt {
+    pub at: Instant,
+    pub seqs: Vec<u64>,
+    pub body: Option<Bytes>,
 }
 
-/// Answers sends with `outcomes` in turn (then success), after a permit of `gate` if any.
-struct ScriptedSink {
-    outcomes: Mutex<VecDeque<Result<(), SinkError>>>,
-    attempts: Mutex<Vec<Attempt>>,
-    gate: Option<Semaphore>,
+/// Answers sends with `outcomes` in turn (then success), after a permit of `gate` if any and
+/// the batch's `delays` (by first sequence number) if any. Until `down_until` it is
+/// unreachable: sends fail, and probes (if `can_probe`) say so.
+#[derive(Default)]
+pub(super) struct ScriptedSink {
+    pub outcomes: Mutex<VecDeque<Result<(), SinkError>>>,
+    pub attempts: Mutex<Vec<Attempt>>,
+    pub gate: Option<Semaphore>,
+    pub delays: HashMap<u64, Duration>,
+    pub down_until: Option<Instant>,
+    pub can_probe: bool,
+    pub probes: Mutex<Vec<Instant>>,
+}
+
+impl ScriptedSink {
+    pub fn new(outcomes: Vec<Result<(), SinkError>>, gate: Option<Semaphore>) -> Self {
+        ScriptedSink {
+            outcomes: Mutex::new(outcomes.into()),
+            gate,
+            ..ScriptedSink::default()
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.down_until.is_some_and(|t| Instant::now() < t)
+    }
 }
 
 impl Sink for ScriptedSink {
@@ -52,19 +73,38 @@ impl Sink for ScriptedSink {
                 seqs: batch.records.iter().map(|r| r.sequence_number).collect(),
                 body: batch.body.clone(),
             });
+            if self.is_down() {
+                return Err(SinkError::Retryable {
+                    reason: "connection refused".into(),
+                    retry_after: None,
+                });
+            }
             if let Some(gate) = &self.gate {
                 gate.acquire().await.unwrap().forget();
+            }
+            let first = batch.records.first().map(|r| r.sequence_number);
+            if let Some(d) = first.and_then(|s| self.delays.get(&s)) {
+                tokio::time::sleep(*d).await;
             }
             lock(&self.outcomes).pop_front().unwrap_or(Ok(()))
         })
     }
+    fn probe(&self) -> Option<ProbeFuture<'_>> {
+        if !self.can_probe {
+            return None;
+        }
+        Some(Box::pin(async move {
+            lock(&self.probes).push(Instant::now());
+            !self.is_down()
+        }))
+    }
 }
 
-struct Harness {
+pub(super) struct Harness {
     _dir: tempfile::TempDir,
-    manager: Arc<StreamManager>,
-    sink: Arc<ScriptedSink>,
-    status: ExportStatusHandle,
+    pub manager: Arc<StreamManager>,
+    pub sink: Arc<ScriptedSink>,
+    pub status: ExportStatusHandle,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -77,6 +117,11 @@ async fn start(
     outcomes: Vec<Result<(), SinkError>>,
     gate: Option<Semaphore>,
 ) -> Harness {
+    start_with(records, extra, ScriptedSink::new(outcomes, gate)).await
+}
+
+/// [`start`] with a sink set up by the caller.
+pub(super) async fn start_with(records: usize, extra: Value, sink: ScriptedSink) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let manager = Arc::new(StreamManager::open(dir.path(), ManagerOptions::default()).unwrap());
     let mut def = StreamDefinition::new("s");
@@ -91,11 +136,7 @@ async fn start(
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    let sink = Arc::new(ScriptedSink {
-        outcomes: Mutex::new(outcomes.into()),
-        attempts: Mutex::default(),
-        gate,
-    });
+    let sink = Arc::new(sink);
     let status = ExportStatusHandle::default();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(run_export(
@@ -120,7 +161,7 @@ async fn start(
 }
 
 impl Harness {
-    async fn until(&self, what: &str, cond: impl Fn(&ExportStatus) -> bool) {
+    pub(super) async fn until(&self, what: &str, cond: impl Fn(&ExportStatus) -> bool) {
         let wait = async {
             while !cond(&lock(&self.status)) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -134,18 +175,18 @@ impl Harness {
         }
     }
 
-    fn stored_checkpoint(&self) -> Option<u64> {
+    pub(super) fn stored_checkpoint(&self) -> Option<u64> {
         self.manager
             .with_catalog("s", |c, id| c.checkpoint(id, "e"))
             .unwrap()
     }
 
-    fn attempts(&self) -> Vec<(Instant, Vec<u64>)> {
+    pub(super) fn attempts(&self) -> Vec<(Instant, Vec<u64>)> {
         let a = lock(&self.sink.attempts);
         a.iter().map(|a| (a.at, a.seqs.clone())).collect()
     }
 
-    async fn shut_down(mut self) -> ExportStatus {
+    pub(super) async fn shut_down(mut self) -> ExportStatus {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -209,7 +250,8 @@ async fn retry_after_from_the_sink_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn the_checkpoint_moves_only_after_the_sink_confirmed() {
-    let h = start(10, json!({}), vec![], Some(Semaphore::new(0))).await;
+    let one = json!({"max_in_flight_batches": 1});
+    let h = start(10, one, vec![], Some(Semaphore::new(0))).await;
     let in_flight = async {
         while h.attempts().is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
