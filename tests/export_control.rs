@@ -58,7 +58,9 @@ async fn an_operator_skips_resumes_pauses_and_resets_an_export_from_the_cli() {
     d.create(json!({"name": "c"})).await;
     d.fill("c", 30, 8).await;
     let export = json!({"identifier": "e", "kind": "http", "settings": {"url": url},
-                        "batch_size": 10, "batch_interval_ms": 50});
+                        "batch_size": 10, "batch_interval_ms": 50,
+                        // One batch at a time, so the sink sees them in order.
+                        "max_in_flight_batches": 1});
     d.update(json!({"name": "c", "exports": [export]})).await;
     d.wait_export("c", "paused by the 400", |s| s["state"] == "paused")
         .await;

@@ -127,7 +127,11 @@ impl Exports {
             identifier: def.identifier.clone(),
             kind: def.kind.name().to_string(),
             priority: def.priority,
-            state: ExportState::Starting,
+            state: if def.disabled {
+                ExportState::Disabled
+            } else {
+                ExportState::Starting
+            },
             ..Default::default()
         };
         match sinks::build(def, stream, &self.env) {
