@@ -6,121 +6,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine;
 use ferry_connectors::sinks::aws::{AwsClient, AwsSettings, SinkEnv};
 use serde_json::{json, Value};
 use support::api::Daemon;
-use support::{free_port, wait_port};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-struct Moto {
-    child: Child,
-    url: String,
-    key: String,
-    secret: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts moto, creates an IAM user allowed kinesis/firehose/s3 and its access key, then turns
-/// signature checking on.
-async fn moto() -> Moto {
-    let bin = std::env::var("FERRYTEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (tests/run-all.sh installs moto into .venv)"));
-    wait_port(port);
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    // While authentication is off moto needs only the credential scope to route to IAM. A
-    // freshly installed moto has been seen to drop its first request while it loads: transport
-    // errors (not answers) are retried a few times.
-    let iam = |form: Vec<(&'static str, String)>| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            for attempt in 1.. {
-                let sent = http.post(format!("{url}/"))
-                    .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00")
-                    .form(&form)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) => return r,
-                    Err(e) if attempt < 10 => {
-                        eprintln!("moto setup request failed ({e}); retrying");
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    Err(e) => panic!("moto does not answer: {e}"),
-                }
-            }
-            unreachable!()
-        }
-    };
-    let v = |s: &str| s.to_string();
-    iam(vec![
-        ("Action", v("CreateUser")),
-        ("UserName", v("ferry")),
-        ("Version", v("2010-05-08")),
-    ])
-    .await;
-    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kinesis:*", "firehose:*", "s3:*"], "Resource": "*"}]});
-    iam(vec![
-        ("Action", v("PutUserPolicy")),
-        ("UserName", v("ferry")),
-        ("PolicyName", v("all")),
-        ("PolicyDocument", policy.to_string()),
-        ("Version", v("2010-05-08")),
-    ])
-    .await;
-    let xml = iam(vec![
-        ("Action", v("CreateAccessKey")),
-        ("UserName", v("ferry")),
-        ("Version", v("2010-05-08")),
-    ])
-    .await
-    .text()
-    .await
-    .unwrap();
-    let between = |a: &str, b: &str| {
-        xml.split(a)
-            .nth(1)
-            .and_then(|r| r.split(b).next())
-            .unwrap()
-            .to_string()
-    };
-    let (key, secret) = (
-        between("<AccessKeyId>", "</AccessKeyId>"),
-        between("<SecretAccessKey>", "</SecretAccessKey>"),
-    );
-    let r = http
-        .post(format!("{url}/moto-api/reset-auth"))
-        .header("content-type", "text/plain")
-        .body("0")
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    Moto {
-        child,
-        url,
-        key,
-        secret,
-    }
-}
+use support::moto::{start as moto, Moto};
 
 fn client(m: &Moto, service: &'static str, endpoint: &str, secret: &str) -> AwsClient {
     let settings: AwsSettings = serde_json::from_value(json!({

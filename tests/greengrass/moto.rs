@@ -1,29 +1,12 @@
 //! moto (an AWS API emulator, `FERRYTEST_MOTO_SERVER`) for the Greengrass export tests, with
 //! SigV4 checking switched on as in tests/export_aws.rs, and readers for what arrived there.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use base64::Engine;
 use ferry_connectors::sinks::aws::{AwsClient, AwsSettings, SinkEnv};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{free_port, wait_port};
-
-pub struct Moto {
-    child: Child,
-    pub url: String,
-    pub key: String,
-    pub secret: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use crate::support::moto::{start, Moto};
 
 /// The `[greengrass.exports]` section pointing both services at moto with its user's keys.
 impl Moto {
@@ -44,95 +27,6 @@ impl Moto {
         }))
         .unwrap();
         AwsClient::new(&settings, service, &SinkEnv::default()).unwrap()
-    }
-}
-
-/// Starts moto, creates an IAM user allowed kinesis and s3 and its access key, then turns
-/// signature checking on.
-pub async fn start() -> Moto {
-    let bin = std::env::var("FERRYTEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (tests/run-all.sh installs moto into .venv)"));
-    wait_port(port);
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    // With authentication off moto needs only the credential scope to route to IAM. Transport
-    // errors (moto still loading) are retried a few times.
-    let iam = |form: Vec<(&'static str, String)>| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            for attempt in 1.. {
-                let sent = http.post(format!("{url}/"))
-                    .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00")
-                    .form(&form)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) => return r,
-                    Err(e) if attempt < 10 => {
-                        eprintln!("moto setup request failed ({e}); retrying");
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    Err(e) => panic!("moto does not answer: {e}"),
-                }
-            }
-            unreachable!()
-        }
-    };
-    let v = |s: &str| s.to_string();
-    iam(vec![
-        ("Action", v("CreateUser")),
-        ("UserName", v("ferry")),
-        ("Version", v("2010-05-08")),
-    ])
-    .await;
-    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kinesis:*", "s3:*"], "Resource": "*"}]});
-    iam(vec![
-        ("Action", v("PutUserPolicy")),
-        ("UserName", v("ferry")),
-        ("PolicyName", v("all")),
-        ("PolicyDocument", policy.to_string()),
-        ("Version", v("2010-05-08")),
-    ])
-    .await;
-    let xml = iam(vec![
-        ("Action", v("CreateAccessKey")),
-        ("UserName", v("ferry")),
-        ("Version", v("2010-05-08")),
-    ])
-    .await
-    .text()
-    .await
-    .unwrap();
-    let between = |a: &str, b: &str| {
-        xml.split(a)
-            .nth(1)
-            .and_then(|r| r.split(b).next())
-            .unwrap()
-            .to_string()
-    };
-    let (key, secret) = (
-        between("<AccessKeyId>", "</AccessKeyId>"),
-        between("<SecretAccessKey>", "</SecretAccessKey>"),
-    );
-    let r = http
-        .post(format!("{url}/moto-api/reset-auth"))
-        .header("content-type", "text/plain")
-        .body("0")
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    Moto {
-        child,
-        url,
-        key,
-        secret,
     }
 }
 

@@ -12,6 +12,7 @@
 //! `multipart_threshold_bytes` (8 MiB), `part_size_bytes` (5 MiB, S3's minimum), plus the AWS
 //! settings. Requests are path-style (`{endpoint}/{bucket}/{key}`).
 
+use super::civil_time::civil;
 use std::io::Write;
 
 use ferry_stream_manager::definition::{S3Format, S3Settings};
@@ -28,32 +29,15 @@ pub struct S3Sink {
     stream: String,
 }
 
-/// Civil date (UTC) of a Unix timestamp in milliseconds: (year, month, day, hour, minute).
-fn utc(ms: i64) -> (i64, u32, u32, u32, u32) {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32)
-}
-
 pub fn render_prefix(template: &str, stream: &str, ms: i64) -> String {
-    let (y, mo, d, h, mi) = utc(ms);
+    let t = civil(ms);
     template
         .replace("{stream}", stream)
-        .replace("{yyyy}", &format!("{y:04}"))
-        .replace("{MM}", &format!("{mo:02}"))
-        .replace("{dd}", &format!("{d:02}"))
-        .replace("{HH}", &format!("{h:02}"))
-        .replace("{mm}", &format!("{mi:02}"))
+        .replace("{yyyy}", &format!("{:04}", t.year))
+        .replace("{MM}", &format!("{:02}", t.month))
+        .replace("{dd}", &format!("{:02}", t.day))
+        .replace("{HH}", &format!("{:02}", t.hour))
+        .replace("{mm}", &format!("{:02}", t.minute))
 }
 
 impl S3Sink {

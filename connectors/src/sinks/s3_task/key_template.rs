@@ -13,6 +13,8 @@
 //! Any other letter (`Y`, the week-based year, among them) fails the task naming the letter:
 //! a key must never silently differ from what the app asked for.
 
+use crate::sinks::civil_time::{civil, Civil};
+
 const MONTHS: [&str; 12] = [
     "January",
     "February",
@@ -36,50 +38,6 @@ const DAYS: [&str; 7] = [
     "Saturday",
     "Sunday",
 ];
-
-/// A UTC calendar time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Civil {
-    year: i64,
-    month: u32,
-    day: u32,
-    day_of_year: u32,
-    /// 0 = Monday.
-    weekday: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-    millis: u32,
-}
-
-fn civil(ms: i64) -> Civil {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let before = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334][month as usize - 1];
-    Civil {
-        year,
-        month,
-        day,
-        day_of_year: before + day + u32::from(leap && month > 2),
-        // 1970-01-01 was a Thursday.
-        weekday: (days + 3).rem_euclid(7) as u32,
-        hour: (rem / 3600) as u32,
-        minute: ((rem % 3600) / 60) as u32,
-        second: (rem % 60) as u32,
-        millis: ms.rem_euclid(1000) as u32,
-    }
-}
 
 /// `key` with every `!{timestamp:pattern}` resolved at `now_ms`; `Err` names what cannot be.
 pub fn render(key: &str, now_ms: i64) -> Result<String, String> {
