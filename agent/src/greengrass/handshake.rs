@@ -95,18 +95,11 @@ impl Auth {
         let Some(given) = given.filter(|g| !g.is_empty()) else {
             return false;
         };
-        let configured = tokens
-            .iter()
-            .fold(false, |ok, t| ok | constant_time_eq(t, given.as_bytes()));
+        let configured = tokens.iter().fold(false, |ok, t| {
+            ok | crate::api::constant_time_eq(t, given.as_bytes())
+        });
         configured || self.app_tokens.as_ref().is_some_and(|app| app(given))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The outcome of a Connect request.
