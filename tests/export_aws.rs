@@ -8,14 +8,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
 use ferry_connectors::sinks::aws::{AwsClient, AwsSettings, SinkEnv};
 use serde_json::{json, Value};
 use support::api::Daemon;
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-use support::moto::{start as moto, Moto};
+use support::moto::{kinesis_records, start as moto, Moto};
 
 fn client(m: &Moto, service: &'static str, endpoint: &str, secret: &str) -> AwsClient {
     let settings: AwsSettings = serde_json::from_value(json!({
@@ -32,45 +29,6 @@ fn aws_export(kind: &str, m: &Moto, endpoint: &str, secret: &str, extra: Value) 
         settings[k] = v.clone();
     }
     json!({"identifier": kind, "kind": kind, "settings": settings, "batch_interval_ms": 50, "on_permanent_error": "pause"})
-}
-
-async fn kinesis_records(k: &AwsClient, stream: &str) -> Vec<(String, Vec<u8>)> {
-    let shards = k
-        .json_call(
-            "Kinesis_20131202.ListShards",
-            &json!({"StreamName": stream}),
-        )
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for shard in shards["Shards"].as_array().unwrap() {
-        let it = k
-            .json_call("Kinesis_20131202.GetShardIterator", &json!({"StreamName": stream, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}))
-            .await
-            .unwrap();
-        let mut iter = it["ShardIterator"].clone();
-        loop {
-            let got = k
-                .json_call(
-                    "Kinesis_20131202.GetRecords",
-                    &json!({"ShardIterator": iter, "Limit": 10000}),
-                )
-                .await
-                .unwrap();
-            let recs = got["Records"].as_array().unwrap();
-            if recs.is_empty() {
-                break;
-            }
-            for r in recs {
-                out.push((
-                    r["PartitionKey"].as_str().unwrap().to_string(),
-                    B64.decode(r["Data"].as_str().unwrap()).unwrap(),
-                ));
-            }
-            iter = got["NextShardIterator"].clone();
-        }
-    }
-    out
 }
 
 fn records(n: usize) -> Vec<Value> {

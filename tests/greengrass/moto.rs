@@ -1,12 +1,11 @@
 //! moto (an AWS API emulator, `FERRYTEST_MOTO_SERVER`) for the Greengrass export tests, with
 //! SigV4 checking switched on as in tests/export_aws.rs, and readers for what arrived there.
 
-use base64::Engine;
 use ferry_connectors::sinks::aws::{AwsClient, AwsSettings, SinkEnv};
 use reqwest::Method;
 use serde_json::json;
 
-pub use crate::support::moto::{start, Moto};
+pub use crate::support::moto::{kinesis_records, start, Moto};
 
 /// The `[greengrass.exports]` section pointing both services at moto with its user's keys.
 impl Moto {
@@ -28,47 +27,6 @@ impl Moto {
         .unwrap();
         AwsClient::new(&settings, service, &SinkEnv::default()).unwrap()
     }
-}
-
-/// Every record of a Kinesis stream, in shard order: (partition key, data).
-pub async fn kinesis_records(k: &AwsClient, stream: &str) -> Vec<(String, Vec<u8>)> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let shards = k
-        .json_call(
-            "Kinesis_20131202.ListShards",
-            &json!({"StreamName": stream}),
-        )
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for shard in shards["Shards"].as_array().unwrap() {
-        let it = k
-            .json_call("Kinesis_20131202.GetShardIterator", &json!({"StreamName": stream, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}))
-            .await
-            .unwrap();
-        let mut iter = it["ShardIterator"].clone();
-        loop {
-            let got = k
-                .json_call(
-                    "Kinesis_20131202.GetRecords",
-                    &json!({"ShardIterator": iter, "Limit": 10000}),
-                )
-                .await
-                .unwrap();
-            let recs = got["Records"].as_array().unwrap();
-            if recs.is_empty() {
-                break;
-            }
-            for r in recs {
-                out.push((
-                    r["PartitionKey"].as_str().unwrap().to_string(),
-                    b64.decode(r["Data"].as_str().unwrap()).unwrap(),
-                ));
-            }
-            iter = got["NextShardIterator"].clone();
-        }
-    }
-    out
 }
 
 /// An S3 object's body and its `x-amz-meta-*` headers; `None` when there is no such object.

@@ -5,6 +5,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine;
+use ferry_connectors::sinks::aws::AwsClient;
 use serde_json::json;
 
 use super::{free_port, wait_port};
@@ -111,4 +113,45 @@ pub async fn start() -> Moto {
         key,
         secret,
     }
+}
+
+/// Every record of a Kinesis stream, in shard order: (partition key, data).
+pub async fn kinesis_records(k: &AwsClient, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let shards = k
+        .json_call(
+            "Kinesis_20131202.ListShards",
+            &json!({"StreamName": stream}),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for shard in shards["Shards"].as_array().unwrap() {
+        let it = k
+            .json_call("Kinesis_20131202.GetShardIterator", &json!({"StreamName": stream, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}))
+            .await
+            .unwrap();
+        let mut iter = it["ShardIterator"].clone();
+        loop {
+            let got = k
+                .json_call(
+                    "Kinesis_20131202.GetRecords",
+                    &json!({"ShardIterator": iter, "Limit": 10000}),
+                )
+                .await
+                .unwrap();
+            let recs = got["Records"].as_array().unwrap();
+            if recs.is_empty() {
+                break;
+            }
+            for r in recs {
+                out.push((
+                    r["PartitionKey"].as_str().unwrap().to_string(),
+                    b64.decode(r["Data"].as_str().unwrap()).unwrap(),
+                ));
+            }
+            iter = got["NextShardIterator"].clone();
+        }
+    }
+    out
 }
