@@ -243,14 +243,7 @@ pub fn parse_engine_time_ms(s: &str) -> Option<u64> {
     let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
     let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::sinks::civil_time::days_from_civil(y, m, day);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
     u64::try_from(secs * 1000 + ms).ok()
 }

@@ -1,5 +1,6 @@
-//! UTC calendar time of a Unix timestamp, for the sinks that put dates into object keys (the S3
-//! sink's key prefix, the S3 export task's key template). One copy of the conversion.
+//! UTC calendar time of a Unix timestamp and back (Howard Hinnant's algorithms): for the sinks
+//! that put dates into object keys (the S3 key prefix, the S3 task's key template) and for the
+//! timestamps Ferry parses (the IoT credentials' expiry, the Docker engine's times). One copy.
 
 /// A UTC calendar time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,5 +43,30 @@ pub(crate) fn civil(ms: i64) -> Civil {
         minute: ((rem % 3600) / 60) as u32,
         second: (rem % 60) as u32,
         millis: ms.rem_euclid(1000) as u32,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (`month` 1–12).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_from_civil_inverts_civil() {
+        for ms in [0, 951_782_400_000, 1_704_067_199_000, 4_107_542_400_000] {
+            let c = civil(ms);
+            let days = days_from_civil(c.year, i64::from(c.month), i64::from(c.day));
+            assert_eq!(days, ms.div_euclid(86_400_000), "{c:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! export definition into a sink, [`check`] says whether it would, naming the key at fault.
 
 pub mod aws;
-mod civil_time;
+pub(crate) mod civil_time;
 pub mod firehose;
 pub mod http;
 pub mod kinesis;
